@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -16,9 +17,17 @@ def _find_repo_root() -> Path:
 
 REPO_ROOT: Path = _find_repo_root()
 DATA_DIR: Path = REPO_ROOT / "data"
-RUNS_DIR: Path = REPO_ROOT / "runs"
 OUTPUTS_DIR: Path = REPO_ROOT / "outputs"
 NOTEBOOKS_DIR: Path = REPO_ROOT / "notebooks"
+
+
+def runs_root() -> Path:
+    """Where runs are written: ``$MMGAP_RUNS_DIR`` when set (tests use a temporary one), else ``runs/``."""
+    env = os.environ.get("MMGAP_RUNS_DIR")
+    return resolve(env) if env else REPO_ROOT / "runs"
+
+
+RUNS_DIR: Path = REPO_ROOT / "runs"
 
 
 def resolve(path: str | Path) -> Path:
@@ -28,7 +37,7 @@ def resolve(path: str | Path) -> Path:
 
 
 def run_dir(*parts: str) -> Path:
-    """A folder under runs/ (created), e.g. ``run_dir("demo", "04_adaptive", "seed0")``."""
-    d = RUNS_DIR.joinpath(*parts)
+    """A folder under the runs root (created), e.g. ``run_dir("demo", "04_adaptive", "seed0")``."""
+    d = runs_root().joinpath(*parts)
     d.mkdir(parents=True, exist_ok=True)
     return d
