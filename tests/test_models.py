@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import pytest
 import torch
@@ -126,16 +125,3 @@ def test_bad_shapes_raise_clear_errors() -> None:
         model(torch.randn(2, 1, 40, 32), torch.randn(2, 3, 20, 20))
     with pytest.raises(ValueError, match="num_classes"):
         AVClassifier(1)
-
-
-def test_demo_size_step_is_fast() -> None:
-    """Demo sizes (width 8, batch 64): one forward+backward takes tens of ms; allow a wide margin for load."""
-    torch.manual_seed(0)
-    model = AVClassifier(10, width=8)
-    audio, frames, y = torch.randn(64, 1, 40, 32), torch.randn(64, 2, 3, 20, 20), torch.randint(0, 10, (64,))
-    times = []
-    for _ in range(5):  # the minimum of 5 is robust to other jobs on a shared CPU
-        t0 = time.perf_counter()
-        torch.nn.functional.cross_entropy(model(audio, frames).fused, y).backward()
-        times.append(time.perf_counter() - t0)
-    assert min(times) < 0.5, f"forward+backward took {min(times):.3f}s"
