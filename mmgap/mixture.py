@@ -1,0 +1,435 @@
+"""Two-component 1-D mixtures of the z-scored modality gap and their posteriors, Eq. (8)-(9).
+
+Three families, as in Table V of the paper:
+
+- ``"gmm"``: Gaussian mixture, Eq. (8), fitted by :class:`sklearn.mixture.GaussianMixture`.
+- ``"smm"``: Student-t mixture, fitted by the latent-scale EM of Peel & McLachlan (2000) written here.
+- ``"lmm"``: Laplace mixture, fitted by an EM written here (weighted median / weighted mean absolute deviation).
+
+No maintained Python library fits 1-D Student-t or Laplace *mixtures* (scikit-learn has Gaussian mixtures
+only; scipy fits single distributions), so those two EMs are written by hand below and kept short.
+
+Component order is canonical: components are sorted by location (ascending), so a fit does not depend on
+label switching. Which component is the *balanced* one is given by ``MixtureFit.balanced``:
+
+**Balanced-component rule.** The paper's "primary peak" (Section III-B: "given that balanced samples
+constitute the majority of the dataset, we assume pi_0 > pi_1") is the component with the larger weight.
+When the two weights are within ``AMBIGUITY_MARGIN`` (0.05) of each other the rule is ambiguous: a
+:class:`AmbiguousBalancedWarning` is emitted and the tie is broken by taking the component whose location is
+closer to the sample median of the fitted gaps (the bulk of the data sits on the balanced peak).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from scipy import optimize, special, stats
+from sklearn.cluster import KMeans
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import GaussianMixture
+from threadpoolctl import threadpool_limits
+
+Family = Literal["gmm", "smm", "lmm"]
+FAMILIES: tuple[str, ...] = ("gmm", "smm", "lmm")
+MIN_SAMPLES = 4
+"""Fewest gaps accepted by a fit (two components need at least two points each to be identifiable)."""
+AMBIGUITY_MARGIN = 0.05
+"""Weights closer than this make the larger-weight rule ambiguous (a warning, then the median tie-break)."""
+DOF_RANGE: tuple[float, float] = (1.0, 200.0)
+"""Student-t degrees of freedom are clipped to this range (1: Cauchy tails; 200: practically Gaussian)."""
+_SCALE_FLOOR = 1e-3
+"""EM scales are floored at this fraction of the data's std so a component cannot collapse onto one point."""
+
+
+class MixtureConvergenceWarning(UserWarning):
+    """The EM hit its iteration cap before the log-likelihood change fell below the tolerance."""
+
+
+class AmbiguousBalancedWarning(UserWarning):
+    """The two mixture weights are too close to name the balanced ("primary") component by weight."""
+
+
+def _n_params(family: str, k: int) -> int:
+    """Free parameters of a k-component 1-D mixture (weights, locations, scales, and dof for the t)."""
+    per = 3 if family == "smm" else 2
+    return per * k + (k - 1)
+
+
+def _check_family(family: str) -> str:
+    if family not in FAMILIES:
+        raise ValueError(f"unknown mixture family {family!r}: use one of {', '.join(FAMILIES)}")
+    return family
+
+
+def _as_array(x: Any, name: str = "g_hat") -> np.ndarray:
+    """Any numpy array, torch tensor or sequence as float64 numpy, refusing NaN or inf."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().to("cpu", torch.float64).numpy()
+    arr = np.asarray(x, dtype=np.float64)
+    if not np.all(np.isfinite(arr)):
+        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        raise ValueError(
+            f"{name} contains {bad} NaN or infinite value(s): check the logits the gaps were computed from "
+            "(a diverged model or an empty class gives NaN) and drop or fix those samples before fitting."
+        )
+    return arr
+
+
+def _validate_fit_input(g_hat: Any) -> np.ndarray:
+    """The gaps to fit as a 1-D float64 array, or a clear ValueError."""
+    x = _as_array(g_hat)
+    if x.ndim != 1:
+        raise ValueError(
+            f"g_hat must be 1-D (one gap per sample), got shape {tuple(x.shape)}: flatten it, e.g. g_hat.reshape(-1)."
+        )
+    if x.size < MIN_SAMPLES:
+        raise ValueError(
+            f"g_hat has {x.size} sample(s): a two-component mixture needs at least {MIN_SAMPLES}; "
+            "compute the gaps over the whole training set, not one batch."
+        )
+    if float(np.std(x)) <= 1e-12 * max(1.0, float(np.max(np.abs(x)))):
+        raise ValueError(
+            f"all {x.size} gaps equal {x[0]!r} up to rounding (zero variance): no mixture can be fitted. The "
+            "model probably predicts identically for every sample (untrained or collapsed); warm it up first."
+        )
+    return x
+
+
+def _log_pdf(family: str, x: np.ndarray, loc: np.ndarray, scale: np.ndarray, dof: np.ndarray | None) -> np.ndarray:
+    """Per-component log densities log f_k(x), shape x.shape + (K,)."""
+    xx = x[..., None]
+    if family == "gmm":
+        return stats.norm.logpdf(xx, loc=loc, scale=scale)
+    if family == "smm":
+        assert dof is not None
+        return stats.t.logpdf(xx, df=dof, loc=loc, scale=scale)
+    return stats.laplace.logpdf(xx, loc=loc, scale=scale)
+
+
+def _pick_balanced(weights: np.ndarray, means: np.ndarray, median: float) -> int:
+    """Index of the balanced component: the larger weight, or (ambiguous) the location nearer the median."""
+    if abs(float(weights[0] - weights[1])) < AMBIGUITY_MARGIN:
+        choice = int(np.argmin(np.abs(means - median)))
+        warnings.warn(
+            f"mixture weights {weights[0]:.3f} and {weights[1]:.3f} differ by less than {AMBIGUITY_MARGIN}: the "
+            f"'balanced = larger weight' rule is ambiguous; taking component {choice} (location "
+            f"{means[choice]:.3f}, nearer the gaps' median {median:.3f}). The gap may not be bimodal yet: "
+            "check the BIC of 1 vs 2 components (bimodality()) or warm up longer.",
+            AmbiguousBalancedWarning,
+            stacklevel=3,
+        )
+        return choice
+    return int(np.argmax(weights))
+
+
+@dataclass(frozen=True, eq=False)
+class MixtureFit:
+    """A fitted two-component 1-D mixture of z-scored gaps, Eq. (8), and its posteriors, Eq. (9).
+
+    Components are sorted by location. ``scales`` are standard deviations for ``"gmm"`` and the scale
+    parameters of the Student-t / Laplace for ``"smm"`` / ``"lmm"``; ``dof`` is set for ``"smm"`` only.
+    ``balanced`` is the index of the balanced component (larger weight; see the module docstring for the
+    tie rule), ``loglik`` the total log-likelihood, ``bic = -2 loglik + p log n``. ``loglik_trace`` is the
+    total log-likelihood before each EM step and at the end (``loglik_trace[-1] == loglik``); for ``"gmm"`` it
+    comes from scikit-learn's ``lower_bounds_`` (scikit-learn >= 1.7; otherwise only the final value).
+    """
+
+    family: str
+    weights: np.ndarray
+    means: np.ndarray
+    scales: np.ndarray
+    dof: np.ndarray | None
+    loglik: float
+    bic: float
+    n: int
+    balanced: int
+    converged: bool
+    n_iter: int
+    loglik_trace: tuple[float, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        _check_family(self.family)
+        for name in ("weights", "means", "scales") + (("dof",) if self.dof is not None else ()):
+            arr = np.array(getattr(self, name), dtype=np.float64)  # a private, read-only copy
+            if arr.shape != (2,):
+                raise ValueError(f"MixtureFit.{name} must hold 2 values (one per component), got {arr.tolist()}")
+            arr.flags.writeable = False
+            object.__setattr__(self, name, arr)
+        if self.family == "smm" and self.dof is None:
+            raise ValueError("a Student-t mixture ('smm') needs dof (2 values)")
+        if self.balanced not in (0, 1):
+            raise ValueError(f"MixtureFit.balanced must be 0 or 1, got {self.balanced!r}")
+        if np.any(self.weights <= 0) or np.any(self.scales <= 0):
+            raise ValueError(f"MixtureFit needs positive weights and scales, got {self.weights} and {self.scales}")
+
+    @property
+    def imbalanced(self) -> int:
+        """Index of the imbalanced (secondary) component."""
+        return 1 - self.balanced
+
+    @property
+    def balanced_mean(self) -> float:
+        """Location mu_0 of the balanced component, in z-scored gap units (Eq. 11's u_0 before un-z-scoring)."""
+        return float(self.means[self.balanced])
+
+    def log_pdf_components(self, x: Any) -> np.ndarray:
+        """Unweighted component log densities log f_k(x), shape x.shape + (2,), Eq. (8)."""
+        xs = _as_array(x, "x")
+        return _log_pdf(self.family, xs, self.means, self.scales, self.dof)
+
+    def pdf(self, x: Any) -> np.ndarray:
+        """Mixture density p(x | Theta) = sum_k pi_k f_k(x), Eq. (8), shape x.shape (for plots)."""
+        lp = self.log_pdf_components(x) + np.log(self.weights)
+        return np.exp(special.logsumexp(lp, axis=-1))
+
+    def posterior(self, g_hat: Any) -> tuple[Any, Any]:
+        """Posteriors (w0, w1) of the balanced / imbalanced component, Eq. (9); w0 + w1 = 1 (logsumexp).
+
+        Accepts numpy, a sequence or a torch tensor of any shape; returns numpy float64 arrays, or for a
+        tensor input tensors of its floating dtype (float32 for integer input) on its device.
+        """
+        lp = self.log_pdf_components(g_hat) + np.log(self.weights)
+        resp = np.exp(lp - special.logsumexp(lp, axis=-1, keepdims=True))
+        w0 = resp[..., self.balanced]
+        w1 = 1.0 - w0  # exactly complementary, so w0 + w1 == 1 holds to the last bit
+        if isinstance(g_hat, torch.Tensor):
+            dtype = g_hat.dtype if g_hat.is_floating_point() else torch.float32
+            return (torch.as_tensor(w0, dtype=dtype, device=g_hat.device),
+                    torch.as_tensor(w1, dtype=dtype, device=g_hat.device))
+        return w0, w1
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (plain floats, ints, lists) that `from_dict` restores."""
+        return {
+            "family": self.family,
+            "weights": [float(v) for v in self.weights],
+            "means": [float(v) for v in self.means],
+            "scales": [float(v) for v in self.scales],
+            "dof": None if self.dof is None else [float(v) for v in self.dof],
+            "loglik": float(self.loglik),
+            "bic": float(self.bic),
+            "n": int(self.n),
+            "balanced": int(self.balanced),
+            "imbalanced": int(self.imbalanced),
+            "converged": bool(self.converged),
+            "n_iter": int(self.n_iter),
+            "loglik_trace": [float(v) for v in self.loglik_trace],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "MixtureFit":
+        """Rebuild a fit from `to_dict()` output (e.g. a history row or metrics.json)."""
+        required = ("family", "weights", "means", "scales", "loglik", "bic", "n", "balanced")
+        missing = [k for k in required if k not in d]
+        if missing:
+            raise ValueError(f"mixture dict lacks {missing}: it must come from MixtureFit.to_dict()")
+        return cls(  # __post_init__ checks shapes, dof for "smm" and the balanced index
+            family=d["family"], weights=d["weights"], means=d["means"], scales=d["scales"], dof=d.get("dof"),
+            loglik=float(d["loglik"]), bic=float(d["bic"]), n=int(d["n"]), balanced=int(d["balanced"]),
+            converged=bool(d.get("converged", True)), n_iter=int(d.get("n_iter", 0)),
+            loglik_trace=tuple(float(v) for v in d.get("loglik_trace", ())),
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# EM for the Student-t and Laplace families (hand-written: no maintained library offers 1-D t / Laplace
+# mixtures). Both work for any K so that the one-component fit of bic_single uses the same code.
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _kmeans_init(x: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Deterministic hard responsibilities (n, k) from k-means++ / Lloyd (sklearn), clusters sorted by centre."""
+    if k == 1:
+        return np.ones((x.size, 1))
+    with threadpool_limits(limits=1):  # threads only cost time on one column of data (10x slower on 2 busy cores)
+        km = KMeans(n_clusters=k, n_init=1, random_state=seed).fit(x[:, None])
+    order = np.argsort(km.cluster_centers_[:, 0])
+    labels = np.argsort(order)[km.labels_]
+    resp = np.zeros((x.size, k))
+    resp[np.arange(x.size), labels] = 1.0
+    return resp
+
+
+def _weighted_median(xs_sorted: np.ndarray, w_sorted: np.ndarray) -> float:
+    """Minimiser of sum_i w_i |x_i - m| (x already sorted): first x where the cumulative weight reaches half."""
+    cw = np.cumsum(w_sorted)
+    return float(xs_sorted[min(int(np.searchsorted(cw, 0.5 * cw[-1])), xs_sorted.size - 1)])
+
+
+def _dof_update(nu_old: float, tau: np.ndarray, delta: np.ndarray) -> float:
+    """CM-step for one Student-t component's dof: root of d/dnu sum_i tau_i log t(x_i; nu), brentq in DOF_RANGE.
+
+    This is the ECME form of the dof step (Liu & Rubin 1995, used for t mixtures by Peel & McLachlan 2000):
+    u_i is re-evaluated at the candidate nu rather than frozen at the previous one, with
+    delta_i = ((x_i - mu) / sigma)^2 at the updated mu, sigma. The frozen-u (plain ECM) step crawls when the
+    data are near-Gaussian (282 iterations against 13 here on 7,000 points from a two-Gaussian mixture). The score is
+    1 - psi(nu/2) + psi((nu+1)/2) - log(1 + delta/nu) - (nu+1)/(nu+delta), tau-weighted.
+    """
+    tw = tau / max(float(tau.sum()), 1e-300)
+
+    def score(nu: float) -> float:
+        return float(1.0 - special.digamma(0.5 * nu) + special.digamma(0.5 * (nu + 1.0))
+                     - tw @ (np.log1p(delta / nu) + (nu + 1.0) / (nu + delta)))
+
+    def objective(nu: float) -> float:  # tau-weighted t log-likelihood in nu (terms free of nu dropped)
+        return float(special.gammaln(0.5 * (nu + 1.0)) - special.gammaln(0.5 * nu) - 0.5 * math.log(nu)
+                     - 0.5 * (nu + 1.0) * (tw @ np.log1p(delta / nu)))
+
+    lo, hi = DOF_RANGE
+    if score(lo) <= 0.0:
+        nu = lo
+    elif score(hi) >= 0.0:  # still increasing at the upper bound: the component looks Gaussian
+        nu = hi
+    else:
+        nu = float(optimize.brentq(score, lo, hi, xtol=1e-8, rtol=1e-10))
+    # Keep the old value if a second root made the step worse: the EM stays monotone (a GEM step).
+    return nu if objective(nu) >= objective(nu_old) else nu_old
+
+
+def _em(x: np.ndarray, family: str, k: int, seed: int, max_iter: int, tol: float
+        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, list[float], bool, int]:
+    """EM for a k-component Student-t ("smm") or Laplace ("lmm") mixture; returns params, trace, convergence.
+
+    Laplace: exact M-step (weighted median location, weighted mean absolute deviation scale). Student-t:
+    the latent-scale ECM of Peel & McLachlan (2000): CM-step 1 updates pi, mu, sigma with the weights
+    tau_ik u_ik, u_ik = (nu_k + 1) / (nu_k + delta_ik); then a fresh E-step and CM-step 2 updates each nu_k
+    by a 1-D root solve (`_dof_update`). Stops when the mean per-sample log-likelihood changes by less than
+    `tol` (scikit-learn's convention). ``trace`` holds the total log-likelihood before each step and at the end.
+    """
+    n = x.size
+    floor = _SCALE_FLOOR * float(np.std(x))
+    order = np.argsort(x, kind="stable")
+    xs = x[order]
+
+    def e_step(weights, loc, scale, dof) -> tuple[np.ndarray, float]:
+        log_joint = _log_pdf(family, x, loc, scale, dof) + np.log(weights)
+        lse = special.logsumexp(log_joint, axis=1, keepdims=True)
+        return np.exp(log_joint - lse), float(lse.sum())
+
+    def moments(resp: np.ndarray, u: np.ndarray | None):
+        nk = resp.sum(axis=0) + 1e-300
+        if family == "lmm":
+            loc = np.array([_weighted_median(xs, resp[order, j]) for j in range(k)])
+            scale = (resp * np.abs(x[:, None] - loc)).sum(axis=0) / nk
+        else:
+            w = resp if u is None else resp * u  # latent-scale weights tau_ik * u_ik
+            loc = (w * x[:, None]).sum(axis=0) / (w.sum(axis=0) + 1e-300)
+            scale = np.sqrt((w * (x[:, None] - loc) ** 2).sum(axis=0) / nk)
+        return nk / n, loc, np.maximum(scale, floor)
+
+    # Initial parameters from k-means clusters (Gaussian moments / median and MAD; dof starts at 10).
+    weights, loc, scale = moments(_kmeans_init(x, k, seed), None)
+    dof = np.full(k, 10.0) if family == "smm" else None
+
+    trace: list[float] = []
+    converged = False
+    n_iter = 0
+    while True:
+        resp, ll = e_step(weights, loc, scale, dof)
+        if trace and abs(ll - trace[-1]) < tol * n:
+            converged = True
+        trace.append(ll)
+        if converged or n_iter == max_iter:
+            break
+        if family == "smm":
+            assert dof is not None
+            u = (dof + 1.0) / (dof + ((x[:, None] - loc) / scale) ** 2)
+            weights, loc, scale = moments(resp, u)
+            resp, _ = e_step(weights, loc, scale, dof)
+            delta = ((x[:, None] - loc) / scale) ** 2
+            dof = np.array([_dof_update(float(dof[j]), resp[:, j], delta[:, j]) for j in range(k)])
+        else:
+            weights, loc, scale = moments(resp, None)
+        n_iter += 1
+    return weights, loc, scale, dof, trace, converged, n_iter
+
+
+def _fit_gmm(x: np.ndarray, seed: int, max_iter: int, tol: float
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, bool, int, list[float]]:
+    """Two-component Gaussian mixture via scikit-learn (k-means init seeded by `seed`), with its EM trace."""
+    # reg_covar relative to the data's variance: the same 1e-3 * std scale floor as the EMs below.
+    gm = GaussianMixture(n_components=2, covariance_type="full", random_state=seed, max_iter=max_iter, tol=tol,
+                         reg_covar=(_SCALE_FLOOR * float(np.std(x))) ** 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # re-emitted below as MixtureConvergenceWarning
+        with threadpool_limits(limits=1):
+            gm.fit(x[:, None])
+    weights = gm.weights_.astype(np.float64)
+    means = gm.means_[:, 0].astype(np.float64)
+    scales = np.sqrt(gm.covariances_.reshape(2)).astype(np.float64)
+    loglik = float(gm.score(x[:, None])) * x.size
+    # scikit-learn >= 1.7 records the per-sample log-likelihood before each M-step; older versions do not.
+    trace = [float(v) * x.size for v in getattr(gm, "lower_bounds_", ())] + [loglik]
+    return weights, means, scales, loglik, bool(gm.converged_), int(gm.n_iter_), trace
+
+
+def fit_mixture(g_hat: Any, family: Family = "gmm", seed: int = 0, max_iter: int = 200, tol: float = 1e-6
+                ) -> MixtureFit:
+    """Fit a two-component 1-D mixture to the z-scored gaps, Eq. (8), and name the balanced component.
+
+    `tol` bounds the change of the mean per-sample log-likelihood between EM steps (as in scikit-learn);
+    hitting `max_iter` first emits a MixtureConvergenceWarning and returns the last iterate
+    (``converged=False``). Fitting is deterministic for a given `seed`.
+    """
+    _check_family(family)
+    if max_iter < 1:
+        raise ValueError(f"max_iter must be >= 1, got {max_iter}")
+    if not tol > 0:
+        raise ValueError(f"tol must be > 0, got {tol}")
+    x = _validate_fit_input(g_hat)
+    n = x.size
+
+    dof: np.ndarray | None = None
+    if family == "gmm":
+        weights, means, scales, loglik, converged, n_iter, tr = _fit_gmm(x, seed, max_iter, tol)
+    else:
+        weights, means, scales, dof, tr, converged, n_iter = _em(x, family, 2, seed, max_iter, tol)
+        loglik = tr[-1]
+    trace = tuple(tr)
+    if not converged:
+        warnings.warn(
+            f"{family} mixture EM stopped at max_iter={max_iter} before the log-likelihood change fell below "
+            f"tol={tol}: the fit is usable but may be imprecise; raise max_iter or tol.",
+            MixtureConvergenceWarning,
+            stacklevel=2,
+        )
+
+    order = np.argsort(means, kind="stable")  # canonical order: ascending location
+    weights, means, scales = weights[order], means[order], scales[order]
+    if dof is not None:
+        dof = dof[order]
+    balanced = _pick_balanced(weights, means, float(np.median(x)))
+    bic = -2.0 * loglik + _n_params(family, 2) * math.log(n)
+    return MixtureFit(family=family, weights=weights, means=means, scales=scales, dof=dof, loglik=float(loglik),
+                      bic=float(bic), n=n, balanced=balanced, converged=converged, n_iter=n_iter,
+                      loglik_trace=trace)
+
+
+def bic_single(g_hat: Any, family: Family = "gmm", seed: int = 0, max_iter: int = 200, tol: float = 1e-6) -> float:
+    """BIC of a one-component fit of the same family (Gaussian and Laplace MLE in closed form, t by EM)."""
+    _check_family(family)
+    x = _validate_fit_input(g_hat)
+    n = x.size
+    if family == "gmm":
+        loglik = float(stats.norm.logpdf(x, loc=x.mean(), scale=x.std()).sum())
+    elif family == "lmm":
+        med = float(np.median(x))
+        loglik = float(stats.laplace.logpdf(x, loc=med, scale=float(np.mean(np.abs(x - med)))).sum())
+    else:
+        *_, tr, _, _ = _em(x, "smm", 1, seed, max_iter, tol)  # _em itself never warns
+        loglik = tr[-1]
+    return -2.0 * loglik + _n_params(family, 1) * math.log(n)
+
+
+def bimodality(g_hat: Any, family: Family = "gmm", seed: int = 0) -> dict[str, float]:
+    """BIC of 1 vs 2 components: ``delta = bic1 - bic2`` > 0 favours two components (a bimodal gap)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AmbiguousBalancedWarning)
+        bic2 = fit_mixture(g_hat, family, seed=seed).bic
+    bic1 = bic_single(g_hat, family, seed=seed)
+    return {"bic1": float(bic1), "bic2": float(bic2), "delta": float(bic1 - bic2)}
