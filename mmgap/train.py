@@ -1,0 +1,907 @@
+"""The two-stage trainer: warm-up (Eq. 10), then adaptive training (Eq. 11) with alternating mixture refits.
+
+`Trainer` owns the loop, the optimizer, evaluation on val and test, atomic checkpoints and resume; what differs
+between methods lives in a `mmgap.strategy.Strategy`. The two stages of the paper are `WarmupStrategy` and
+`AdaptiveStrategy`; `run_two_stage` chains them, `train_baseline` runs any single-stage strategy with the
+same budget, and `finetune` is the data-purification experiment of Table VII.
+
+Conventions (kept by every entry point here):
+- epochs passed to strategy hooks count from 0 within the current stage (λ_t = ρ^epoch starts at the first
+  adaptive epoch); `Trainer.epoch` is the global counter over all stages.
+- the best checkpoint of a stage is chosen on VALIDATION accuracy only; the test split is evaluated every
+  epoch for the history but never used for selection.
+- CPU runs are bit-identical under a seed, including across an interruption and resume: batch order and
+  augmentation come from ``batcher.set_epoch(global epoch)``, strategy randomness from `Trainer.generator`,
+  and both (with the global torch RNG) are saved in every checkpoint.
+- on CUDA: bf16 autocast, channels-last weights, optional torch.compile, and no host synchronisation in
+  the training step (loss terms are accumulated on the device and read once per epoch).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from mmgap.checkpoint import from_json, load_safe, plain, save_atomic, to_json
+from mmgap.config import Preset
+from mmgap.gap import compute_gap, pick_dominant, unzscore, zscore
+from mmgap.losses import AdaptiveLossConfig, adaptive_loss, warmup_loss
+from mmgap.metrics import MeanAccumulator, evaluate_logits
+from mmgap.mixture import AMBIGUITY_MARGIN, bic_single, fit_mixture
+from mmgap.models import ModelOutput, build_model
+from mmgap.strategy import Batch, Strategy
+
+SPLITS = ("train", "val", "test")
+GAP_HIST_EDGES: tuple[float, ...] = tuple(float(x) for x in np.linspace(-4.0, 4.0, 41))
+"""Fixed bin edges (z-score units) of the per-epoch ĝ histogram; values outside are clipped into the end bins."""
+CHECKPOINT_VERSION = 1
+RESUME_IGNORED = frozenset({"num_workers"})
+"""Settings that may differ between a run and its resumption (they do not change the result)."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """Raised after a checkpoint when `Trainer.interrupt_at_epoch` is reached (used to test resume)."""
+
+
+# ------------------------------------------------------------------------------------------------ set-up
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; ``"cpu"``; ``"cuda"`` / ``"cuda:N"`` (checked)."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cpu":
+        return torch.device("cpu")
+    if isinstance(device, str) and device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={device!r} was requested but no CUDA GPU is visible: use device='auto' or 'cpu'")
+        return torch.device(device)
+    raise ValueError(f"device={device!r} is not one of 'auto', 'cpu', 'cuda' (or 'cuda:N')")
+
+
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    """Seed Python, NumPy and torch (all devices); with `deterministic`, ask torch for deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        # warn_only: a kernel without a deterministic variant warns instead of failing (CPU kernels have one).
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    else:  # CUDA: fixed input shapes, so let cuDNN pick the fastest kernels (not bit-reproducible)
+        torch.backends.cudnn.benchmark = True
+
+
+def _num_classes(cache: Any) -> int:
+    """Number of classes of a FeatureCache (its class names; max label + 1 as a fallback)."""
+    n = getattr(cache, "num_classes", None)
+    return int(n) if n else int(np.asarray(cache.labels).max()) + 1
+
+
+def _cache_nbytes(cache: Any) -> int:
+    """Bytes of the cache's audio and frame arrays (what the fast path keeps in memory)."""
+    return sum(int(getattr(getattr(cache, k, None), "nbytes", 0)) for k in ("audio", "frames"))
+
+
+def _memory_bytes() -> int:
+    """Physical memory of this machine (0 when unknown)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 0
+
+
+def _float_output(out: ModelOutput) -> ModelOutput:
+    """Cast an autocast (bf16) ModelOutput to float32 so losses and gaps are computed in full precision."""
+    return ModelOutput(*(t.float() for t in out))
+
+
+def _split_rows(cache: Any, split: str) -> np.ndarray:
+    """Cache rows of a split, ascending (``FeatureCache.indices``)."""
+    return np.asarray(cache.indices(split), dtype=np.int64)
+
+
+# ------------------------------------------------------------------------------------------------ trainer
+
+
+class Trainer:
+    """Training loop, optimizer, evaluation, atomic checkpoints and resume, shared by every method.
+
+    Public attributes (strategies rely on them): ``model``, ``optimizer``, ``device``, ``preset``, ``cache``,
+    ``num_classes``, ``seed``, ``run_dir``, ``epoch`` (global epoch counter), ``stage``, ``stage_epoch``
+    (epochs done in the current stage), ``stage_epochs`` (the current stage's budget), ``history`` (one dict
+    per epoch), ``generator`` (CPU torch.Generator for strategy randomness, saved in checkpoints),
+    ``amp_dtype`` (bf16 on CUDA, None on CPU).
+    """
+
+    def __init__(
+        self,
+        cache: Any,
+        preset: Preset,
+        run_dir: str | Path,
+        seed: int = 0,
+        device: str | torch.device = "auto",
+        fast_path: bool | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.cache = cache
+        self.preset = preset
+        self.seed = int(seed)
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.device = resolve_device(device)
+        self.progress = progress
+        seed_everything(self.seed, deterministic=self.device.type == "cpu")
+        self.num_classes = _num_classes(cache)
+        self.model = build_model(self.num_classes, preset.model).to(self.device)
+        self.amp_dtype: torch.dtype | None = torch.bfloat16 if self.device.type == "cuda" else None
+        if self.device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.generator = torch.Generator().manual_seed(self.seed)
+        self.optimizer = self.make_optimizer()
+        self.epoch = 0
+        self.stage = ""
+        self.stage_epoch = 0
+        self.stage_epochs = 0
+        self.history: list[dict[str, Any]] = []
+        self.best: dict[str, Any] | None = None
+        self.interrupt_at_epoch: int | None = None
+        self._stage_done = False
+        nbytes = _cache_nbytes(cache)
+        if fast_path is None:
+            mem = _memory_bytes()
+            fast_path = mem == 0 or nbytes < mem // 4
+        self.fast_path = bool(fast_path)
+        # Fast path on CUDA: the split's tensors live on the GPU when they take under half of its free memory,
+        # else in host memory (batches are then copied per step).
+        self.data_device = self.device
+        if self.device.type == "cuda" and nbytes > torch.cuda.mem_get_info(self.device)[0] // 2:
+            self.data_device = torch.device("cpu")
+        self._batchers: dict[tuple, Any] = {}
+        self._compiled: Any = None
+        self._pending: dict[str, Any] | None = None
+
+    # -------------------------------------------------------------------------------------------- data
+
+    def _make_batcher(self, split: str, train: bool, indices: np.ndarray | None, drop_last: bool) -> Any:
+        """A TensorBatcher (fast path, tensors in memory) or the per-item DataLoader path."""
+        m, t = self.preset.model, self.preset.train
+        kwargs = dict(batch_size=t.batch_size, train=train, num_frames=m.num_frames, image_size=m.image_size,
+                      seed=self.seed, drop_last=drop_last, indices=indices)
+        if self.fast_path:
+            from mmgap.data import TensorBatcher
+
+            return TensorBatcher(self.cache, split, device=self.data_device, **kwargs)
+        from mmgap.data import make_loader
+
+        pin = self.device.type == "cuda"
+        return make_loader(self.cache, split, num_workers=t.num_workers, pin_memory=pin, **kwargs)
+
+    def batches(self, split: str, train: bool, indices: Any = None, drop_last: bool | None = None) -> Iterable[Batch]:
+        """Batches of a split on the device; training batches are shuffled and augmented per global epoch.
+
+        `indices` restricts the split to those cache rows (Table VII's purified subset). Training drops the
+        last incomplete batch by default (a batch of one would break BatchNorm).
+        """
+        if split not in SPLITS:
+            raise ValueError(f"split={split!r} is not one of {SPLITS}")
+        idx = None if indices is None else np.asarray(indices, dtype=np.int64)
+        if drop_last is None:
+            n = len(idx) if idx is not None else len(_split_rows(self.cache, split))
+            drop_last = train and n >= self.preset.train.batch_size
+        rows_key = None if idx is None else hash(idx.tobytes())
+        key = (split, train, drop_last, rows_key)
+        batcher = self._batchers.get(key)
+        if batcher is None:
+            sibling = next((b for k, b in self._batchers.items() if k[0] == split and k[3] == rows_key), None)
+            if self.fast_path and sibling is not None:
+                # Same rows in another mode: share the tensors already in memory instead of a second copy.
+                batcher = copy.copy(sibling)
+                batcher.train, batcher.drop_last = train, drop_last
+            else:
+                batcher = self._make_batcher(split, train, idx, drop_last)
+            self._batchers[key] = batcher
+        if hasattr(batcher, "set_epoch"):
+            batcher.set_epoch(self.epoch)
+        return _OnDevice(batcher, self.device)
+
+    def forward(self, batch: Batch) -> ModelOutput:
+        """The model's ModelOutput for a batch (bf16 autocast on CUDA, outputs cast back to float32)."""
+        net = self._compiled if self._compiled is not None else self.model
+        with self.autocast():
+            out = net(batch["audio"], batch["frames"])
+        return _float_output(out) if self.amp_dtype is not None else out
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast on CUDA, a no-op on CPU."""
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    # -------------------------------------------------------------------------------------------- eval
+
+    @torch.no_grad()
+    def evaluate(self, split: str, strategy: Strategy | None = None) -> dict[str, float]:
+        """Fused accuracy, macro-F1, per-modality accuracy and mean fused CE of a split (eval mode, centre frame)."""
+        was_training = self.model.training
+        self.model.eval()
+        fused, la, lv, ys = [], [], [], []
+        for batch in self.batches(split, train=False):
+            with self.autocast():
+                if strategy is not None:
+                    f, a, v = strategy.predict(self, batch)
+                else:
+                    out = self.model(batch["audio"], batch["frames"])
+                    f, a, v = out.fused, out.logit_a, out.logit_v
+            fused.append(f.float())
+            la.append(a.float())
+            lv.append(v.float())
+            ys.append(batch["label"])
+        self.model.train(was_training)
+        if not ys:
+            raise ValueError(f"the {split!r} split is empty: rebuild the cache with a non-empty {split} split")
+        f, a, v, y = (torch.cat(x).cpu() for x in (fused, la, lv, ys))
+        metrics = evaluate_logits(f, a, v, y)
+        metrics["loss"] = float(F.cross_entropy(f, y))
+        return metrics
+
+    @torch.no_grad()
+    def collect_outputs(
+        self, split: str = "train", train_mode_aug: bool = False, indices: Any = None
+    ) -> dict[str, torch.Tensor]:
+        """Logits, features, labels and cache rows of a whole split in eval mode (CPU float32 tensors).
+
+        With `train_mode_aug`, inputs get the training augmentation (random frame per segment) while the
+        model stays in eval mode. Used for the gaps over the training set (Eq. 5-7) and for t-SNE (Fig. 4).
+        """
+        was_training = self.model.training
+        self.model.eval()
+        keys = ("fused", "logit_a", "logit_v", "feat_a", "feat_v")
+        store: dict[str, list[torch.Tensor]] = {k: [] for k in (*keys, "label", "index")}
+        for batch in self.batches(split, train=train_mode_aug, indices=indices, drop_last=False):
+            out = self.forward(batch)
+            for k in keys:
+                store[k].append(getattr(out, k).float())
+            store["label"].append(batch["label"])
+            store["index"].append(batch["index"])
+        self.model.train(was_training)
+        if not store["label"]:
+            raise ValueError(f"the {split!r} split is empty: nothing to collect")
+        return {k: torch.cat(v).cpu() for k, v in store.items()}
+
+    # -------------------------------------------------------------------------------------------- optim
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        """A fresh optimizer from TrainConfig: SGD with momentum (the paper) or Adam (Table IV)."""
+        t = self.preset.train
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if t.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+        if t.optimizer == "adam":
+            return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
+        raise ValueError(f"optimizer={t.optimizer!r} is not one of 'sgd', 'adam'")
+
+    # -------------------------------------------------------------------------------------------- checkpoints
+
+    def _state(self, strategy: Strategy | None, complete: bool) -> dict[str, Any]:
+        """Everything needed to resume (tensors and plain values only: loads with weights_only=True)."""
+        state: dict[str, Any] = {
+            "version": CHECKPOINT_VERSION,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "strategy": strategy.state_dict() if strategy is not None else {},
+            "strategy_name": getattr(strategy, "name", ""),
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "epoch": self.epoch,
+            "stage": self.stage,
+            "stage_epoch": self.stage_epoch,
+            "stage_complete": complete,
+            "history": to_json(self.history),
+            "best": to_json(self.best),
+            "seed": self.seed,
+            "num_classes": self.num_classes,
+            "preset": to_json(self.preset.to_dict()),
+        }
+        if torch.cuda.is_available() and self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def save_checkpoint(self, path: str | Path, strategy: Strategy | None = None, complete: bool = False) -> Path:
+        """Write the full training state atomically to `path` (relative paths go under run_dir)."""
+        path = Path(path)
+        if not path.is_absolute():
+            path = self.run_dir / path
+        return save_atomic(self._state(strategy, complete), path)
+
+    def resume(self, path: str | Path | None = None, check_preset: str = "all") -> bool:
+        """Load counters and history from a checkpoint (default run_dir/last.pt); weights load in `fit`.
+
+        Model, optimizer, strategy and RNG states are applied by the next `fit`, after its strategy's setup
+        (a strategy may reshape the model). `check_preset`: ``"all"`` refuses a checkpoint from another
+        preset (resume), ``"model"`` only checks the model config (starting from a warm-up checkpoint).
+        Returns False when there is no checkpoint at the default path.
+        """
+        p = Path(path) if path is not None else self.run_dir / "last.pt"
+        if path is None and not p.is_file():
+            return False
+        ckpt = load_safe(p)
+        saved_preset = from_json(ckpt["preset"])
+        mine = plain(self.preset.to_dict())
+        diff = sorted(
+            f"{sec}.{k}" for sec in ("embedded", "model", "train") for k in mine.get(sec, {})
+            if k not in RESUME_IGNORED and saved_preset.get(sec, {}).get(k) != mine[sec][k]
+        )
+        if check_preset == "all" and diff:
+            raise ValueError(
+                f"checkpoint {p} was written with different settings ({', '.join(diff)}): resuming would mix two "
+                "runs. Use another run_dir, delete the old one, or pass resume=False"
+            )
+        if saved_preset.get("model") != mine.get("model") or int(ckpt["num_classes"]) != self.num_classes:
+            raise ValueError(
+                f"checkpoint {p} holds a model of another shape (model config {saved_preset.get('model')}, "
+                f"{ckpt['num_classes']} classes) than this run ({mine.get('model')}, {self.num_classes} classes)"
+            )
+        if check_preset == "all" and int(ckpt["seed"]) != self.seed:
+            raise ValueError(
+                f"checkpoint {p} belongs to seed {ckpt['seed']}, this run has seed {self.seed}: use another run_dir "
+                "per seed, or pass resume=False"
+            )
+        self.epoch = int(ckpt["epoch"])
+        self.stage = str(ckpt["stage"])
+        self._stage_done = bool(ckpt.get("stage_complete", False))
+        self.stage_epoch = int(ckpt["stage_epoch"])
+        self.history = from_json(ckpt["history"])
+        self.best = from_json(ckpt["best"])
+        self._pending = ckpt
+        return True
+
+    def stage_complete(self) -> bool:
+        """Whether the current (or resumed) stage finished all its epochs."""
+        return self._stage_done
+
+    def _apply_pending(self, strategy: Strategy, same_stage: bool, load_optimizer: bool) -> None:
+        """Apply a resumed checkpoint: weights and RNG states always, optimizer state and strategy state on request."""
+        ckpt = self._pending
+        assert ckpt is not None
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer = self.make_optimizer()  # over the parameters as they are after the strategy's setup
+        if load_optimizer:
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        if same_stage:
+            strategy.load_state_dict(ckpt["strategy"])
+        self.generator.set_state(ckpt["generator"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        if "cuda_rng" in ckpt and self.device.type == "cuda":
+            torch.cuda.set_rng_state(ckpt["cuda_rng"], self.device)
+        self._pending = None
+
+    def load_best(self) -> dict[str, Any]:
+        """Load run_dir/best.pt's weights into the model; returns its metrics (val-selected epoch)."""
+        ckpt = load_safe(self.run_dir / "best.pt")
+        self.model.load_state_dict(ckpt["model"])
+        return from_json(ckpt["best"])
+
+    # -------------------------------------------------------------------------------------------- loop
+
+    def _maybe_compile(self) -> None:
+        if self.device.type == "cuda" and self.preset.train.compile:
+            self._compiled = torch.compile(self.model)
+        else:
+            self._compiled = None
+
+    def fit(
+        self,
+        strategy: Strategy,
+        epochs: int,
+        stage: str,
+        reset_optimizer: bool = True,
+        select_on: str = "val",
+        train_indices: Any = None,
+    ) -> dict[str, Any]:
+        """Run `epochs` epochs of `strategy` as stage `stage` (continuing it after a resume); returns its summary.
+
+        Each epoch: ``set_epoch`` on the batcher, ``on_epoch_start``, per batch ``training_step`` ->
+        backward -> ``after_backward`` -> step (loss terms summed on the device), ``on_epoch_end``, evaluation on
+        val and test, a history row, ``best.pt`` when val accuracy improves (``select_on="val"``; ``"last"``
+        keeps the last epoch) and ``last.pt``. A new stage resets the optimizer unless `reset_optimizer` is False.
+        """
+        if select_on not in ("val", "last"):
+            raise ValueError(
+                f"select_on={select_on!r}: checkpoints are selected on 'val' accuracy (or 'last'); the test split "
+                "is never used for selection"
+            )
+        if not isinstance(epochs, int) or epochs < 0:
+            raise ValueError(f"epochs={epochs!r} must be a non-negative integer")
+        self.stage_epochs = epochs  # the stage's budget (schedules of some baselines read it in setup)
+        strategy.setup(self)
+        same_stage = self.stage == stage and (self._pending is not None or self.stage_epoch > 0)
+        if self._pending is not None:
+            self._apply_pending(strategy, same_stage, load_optimizer=same_stage or not reset_optimizer)
+        if not same_stage:
+            self.stage, self.stage_epoch, self.best, self._stage_done = stage, 0, None, False
+            if reset_optimizer:
+                self.optimizer = self.make_optimizer()
+        self._maybe_compile()
+        start_time = time.perf_counter()
+        first = self.stage_epoch
+        for e in range(first, epochs):
+            self._run_epoch(strategy, e, epochs, select_on, train_indices)
+        self._stage_done = True
+        if first >= epochs:  # nothing ran (a finished stage was reloaded, or epochs=0): record this stage's state
+            self.save_checkpoint("last.pt", strategy, complete=True)
+        rows = [r for r in self.history if r["stage"] == stage]
+        return {
+            "stage": stage,
+            "best": self.best,
+            "last": rows[-1] if rows else None,
+            "history": rows,
+            "seconds": time.perf_counter() - start_time,
+        }
+
+    def _run_epoch(self, strategy: Strategy, e: int, epochs: int, select_on: str, train_indices: Any) -> None:
+        """One epoch of training, evaluation, history and checkpoints."""
+        t0 = time.perf_counter()
+        self.model.train()
+        strategy.on_epoch_start(self, e)
+        self.model.train()
+        t_train = time.perf_counter()
+        acc = MeanAccumulator()
+        n_batches = 0
+        batches = self.batches("train", train=True, indices=train_indices)
+        desc = f"{self.stage} {e + 1}/{epochs}"
+        for batch in tqdm(batches, desc=desc, leave=False, disable=not self.progress, mininterval=1.0):
+            self.optimizer.zero_grad(set_to_none=True)
+            loss, parts = strategy.training_step(self, batch, e)
+            loss.backward()
+            strategy.after_backward(self, e)
+            self.optimizer.step()
+            acc.add({"loss": loss.detach(), **parts}, n=int(batch["label"].shape[0]))  # stays on the device
+            n_batches += 1
+        if n_batches == 0:
+            raise ValueError(
+                "the training split gave no batch: it is smaller than batch_size with drop_last; lower batch_size"
+            )
+        train_means = acc.compute()  # the one host sync of the epoch's training loop
+        train_seconds = time.perf_counter() - t_train
+        if not np.isfinite(train_means["loss"]):
+            raise FloatingPointError(
+                f"training loss became {train_means['loss']} in {self.stage} epoch {e}: lower the learning rate "
+                f"(lr={self.preset.train.lr}) or check the inputs"
+            )
+        extra = strategy.on_epoch_end(self, e) or {}
+        t_eval = time.perf_counter()
+        val = self.evaluate("val", strategy)
+        test = self.evaluate("test", strategy)
+        eval_seconds = time.perf_counter() - t_eval
+        self.epoch += 1
+        self.stage_epoch = e + 1
+        row: dict[str, Any] = {"stage": self.stage, "epoch": self.epoch - 1, "stage_epoch": e}
+        row.update({f"train_{k}": v for k, v in train_means.items()})
+        row.update({f"val_{k}": v for k, v in val.items()})
+        row.update({f"test_{k}": v for k, v in test.items()})
+        row.update(lr=float(self.optimizer.param_groups[0]["lr"]), train_seconds=train_seconds,
+                   eval_seconds=eval_seconds, seconds=time.perf_counter() - t0)
+        row.update(plain(extra))
+        improved = select_on == "last" or self.best is None or val["acc"] > self.best["val"]["acc"]
+        row["is_best"] = bool(improved)
+        self.history.append(row)
+        done = self.stage_epoch >= epochs
+        if improved:
+            self.best = {"stage": self.stage, "epoch": self.epoch - 1, "stage_epoch": e, "val": val, "test": test}
+            self.save_checkpoint("best.pt", strategy, complete=done)
+        self.save_checkpoint("last.pt", strategy, complete=done)
+        if self.interrupt_at_epoch is not None and self.epoch >= self.interrupt_at_epoch:
+            raise TrainingInterrupted(f"interrupted after global epoch {self.epoch} (interrupt_at_epoch)")
+
+
+class _OnDevice:
+    """Wraps a batch iterable so every tensor lands on the device (a no-op for TensorBatcher's batches)."""
+
+    def __init__(self, inner: Iterable[Batch], device: torch.device) -> None:
+        self.inner, self.device = inner, device
+
+    def __len__(self) -> int:
+        return len(self.inner)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[Batch]:
+        for batch in self.inner:
+            yield {k: (v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v)
+                   for k, v in batch.items()}
+
+
+# ------------------------------------------------------------------------------------------------ strategies
+
+
+class WarmupStrategy(Strategy):
+    """Stage 1: the warm-up loss L_f + L_a + L_v, Eq. (10)."""
+
+    name = "warmup"
+
+    def training_step(self, trainer: Trainer, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Eq. (10) on one batch; parts: fusion, uni_a, uni_v (detached, on the device)."""
+        return warmup_loss(trainer.forward(batch), batch["label"])
+
+
+class AdaptiveStrategy(Strategy):
+    """Stage 2: the sample-level adaptive loss, Eq. (11), with the mixture refitted every `refit_every` epochs.
+
+    At a refit (the first adaptive epoch, then every `refit_every`-th): raw gaps over the whole training set
+    (eval mode, Eq. 5 or 6), z-scored (Eq. 7), a two-component mixture (Eq. 8), posteriors w0, w1 per sample
+    stored by cache row (Eq. 9), and the balanced mean in raw gap units μ_raw = μ_g + σ_g·μ0 for Eq. 11.
+    ``gap_source="train"`` instead refits on the gaps of the previous epoch's training steps (recorded on the
+    device for free; an eval pass still serves the first refit): cheaper, but gaps of augmented inputs from a
+    moving model. The default ``"eval"`` is the paper's protocol.
+    """
+
+    name = "adaptive"
+
+    def __init__(
+        self,
+        loss_cfg: AdaptiveLossConfig | None = None,
+        family: str = "gmm",
+        refit_every: int = 1,
+        seed: int = 0,
+        gap_source: str = "eval",
+    ) -> None:
+        if refit_every < 1:
+            raise ValueError(f"refit_every={refit_every!r} must be an integer >= 1")
+        if gap_source not in ("eval", "train"):
+            raise ValueError(f"gap_source={gap_source!r} must be 'eval' or 'train'")
+        self.loss_cfg = loss_cfg if loss_cfg is not None else AdaptiveLossConfig()
+        self.family = family
+        self.refit_every = int(refit_every)
+        self.seed = int(seed)
+        self.gap_source = gap_source
+        self.dominant = self.loss_cfg.dominant  # "auto" is resolved at the first refit
+        self.w0: torch.Tensor | None = None
+        self.w1: torch.Tensor | None = None
+        self.mu0_raw = 0.0
+        self._mu0_dev: torch.Tensor | None = None
+        self.info: dict[str, Any] = {}
+        self._train_gap: torch.Tensor | None = None  # raw gaps recorded in training steps (gap_source="train")
+        self._seen: torch.Tensor | None = None
+        self.refitted = False
+
+    def setup(self, trainer: Trainer) -> None:
+        """Allocate per-row posteriors on the device (w0 = 1, w1 = 0 until the first refit)."""
+        n = len(trainer.cache)
+        if self.w0 is None:
+            self.w0 = torch.ones(n, device=trainer.device)
+            self.w1 = torch.zeros(n, device=trainer.device)
+        self._device = trainer.device
+        if self.gap_source == "train":
+            self._train_gap = torch.zeros(n, device=trainer.device)
+            self._seen = torch.zeros(n, dtype=torch.bool, device=trainer.device)
+
+    def _cfg(self) -> AdaptiveLossConfig:
+        """The loss config with the resolved dominant modality (rebuilt only when it changes)."""
+        cached = getattr(self, "_cfg_cache", None)
+        if cached is None or cached.dominant != self.dominant:
+            cached = self._cfg_cache = dataclasses.replace(self.loss_cfg, dominant=self.dominant)
+        return cached
+
+    def refit(self, trainer: Trainer, epoch: int) -> None:
+        """Gaps over the training set -> z-score (Eq. 7) -> mixture (Eq. 8) -> w0, w1 per row (Eq. 9)."""
+        t0 = time.perf_counter()
+        rows_seen = self._seen is not None and bool(self._seen[_split_rows_t(trainer)].all())
+        if self.gap_source == "train" and rows_seen and self.dominant != "auto":
+            assert self._train_gap is not None
+            idx = _split_rows_t(trainer)
+            g = self._train_gap[idx].cpu()
+            idx = idx.cpu()
+        else:
+            out = trainer.collect_outputs("train")
+            if self.dominant == "auto":
+                self.dominant = pick_dominant(out["logit_a"], out["logit_v"], out["label"])
+            g = compute_gap(self.loss_cfg.gap, out["logit_a"], out["logit_v"], out["label"], dominant=self.dominant)
+            idx = out["index"]
+            if self._train_gap is not None and self._seen is not None:  # seed the training-step record
+                self._train_gap[idx.to(self._train_gap.device)] = g.to(self._train_gap.device)
+                self._seen[idx.to(self._seen.device)] = True
+        g_hat, mean, std = zscore(g)
+        fit = fit_mixture(g_hat, self.family, seed=self.seed)  # warns when the balanced component is ambiguous
+        w0, w1 = fit.posterior(g_hat)
+        assert self.w0 is not None and self.w1 is not None
+        self.w0[idx.to(self.w0.device)] = torch.as_tensor(w0, dtype=torch.float32).to(self.w0.device)
+        self.w1[idx.to(self.w1.device)] = torch.as_tensor(w1, dtype=torch.float32).to(self.w1.device)
+        self.mu0_raw = float(unzscore(fit.balanced_mean, mean, std))  # μ_raw = μ_g + σ_g·μ0 (Eq. 7 inverted)
+        self._mu0_dev = None
+        bic1 = bic_single(g_hat, self.family, seed=self.seed)
+        counts, _ = np.histogram(np.clip(g_hat.numpy(), GAP_HIST_EDGES[0], GAP_HIST_EDGES[-1]), bins=GAP_HIST_EDGES)
+        w1_np = np.asarray(w1, dtype=np.float64)
+        self.info = {
+            "refit_epoch": epoch,
+            "mixture": fit.to_dict(),
+            "bic1": float(bic1),
+            "bic2": float(fit.bic),
+            "bimodal": bool(bic1 > fit.bic),
+            "gap_mean": mean,
+            "gap_std": std,
+            "mu0": fit.balanced_mean,
+            "mu0_raw": self.mu0_raw,
+            "dominant": self.dominant,
+            "w1_mean": float(w1_np.mean()),
+            "frac_imbalanced": float((w1_np > 0.5).mean()),
+            "gap_hist": counts.tolist(),
+            "gap_hist_edges": list(GAP_HIST_EDGES),
+            "ambiguous_balanced": bool(abs(fit.weights[0] - fit.weights[1]) < AMBIGUITY_MARGIN),
+            "gap_source": "train" if (self.gap_source == "train" and rows_seen) else "eval",
+        }
+        flags = getattr(trainer.cache, "imbalanced", None)
+        if flags is not None:
+            self.info["auroc_w1"] = _auroc(np.asarray(flags)[idx.numpy()], w1_np)
+        self.info["refit_seconds"] = time.perf_counter() - t0
+
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+        """Refit the mixture at the first adaptive epoch and every `refit_every`-th after it."""
+        self.refitted = epoch % self.refit_every == 0 or not self.info
+        if self.refitted:
+            self.refit(trainer, epoch)
+
+    def training_step(self, trainer: Trainer, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Eq. (11) on one batch with the batch's w0, w1 gathered by cache row; λ_t = ρ^epoch."""
+        assert self.w0 is not None and self.w1 is not None
+        out = trainer.forward(batch)
+        idx = batch["index"]
+        if self._mu0_dev is None:  # a device copy made once per refit: a Python float would be copied every step
+            self._mu0_dev = torch.tensor(self.mu0_raw, dtype=torch.float32, device=out.fused.device)
+        loss, parts = adaptive_loss(out, batch["label"], self.w0[idx], self.w1[idx], self._mu0_dev, epoch, self._cfg())
+        if self._train_gap is not None and self._seen is not None:
+            with torch.no_grad():
+                g = compute_gap(self.loss_cfg.gap, out.logit_a, out.logit_v, batch["label"], dominant=self.dominant)
+                self._train_gap[idx] = g.float()
+                self._seen[idx] = True
+        return loss, parts
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int) -> dict[str, Any]:
+        """Mixture parameters, BIC of 1 vs 2 components, the ĝ histogram and the refit time for the history."""
+        row = dict(self.info)
+        row["refitted"] = self.refitted
+        if not row["refitted"]:
+            row["refit_seconds"] = 0.0
+        return row
+
+    def state_dict(self) -> dict[str, Any]:
+        """Posteriors per row, μ_raw, the resolved dominant modality and the last refit's summary."""
+        state: dict[str, Any] = {"mu0_raw": self.mu0_raw, "dominant": self.dominant, "info": to_json(self.info)}
+        if self.w0 is not None and self.w1 is not None:
+            state.update(w0=self.w0.detach().cpu(), w1=self.w1.detach().cpu())
+        if self._train_gap is not None and self._seen is not None:
+            state.update(train_gap=self._train_gap.cpu(), seen=self._seen.cpu())
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned (tensors go to the device given at setup)."""
+        device = getattr(self, "_device", torch.device("cpu"))
+        self.mu0_raw = float(state["mu0_raw"])
+        self._mu0_dev = None
+        self.dominant = str(state["dominant"])
+        self.info = from_json(state["info"])
+        if "w0" in state:
+            self.w0, self.w1 = state["w0"].to(device), state["w1"].to(device)
+        if "train_gap" in state and self._train_gap is not None:
+            self._train_gap, self._seen = state["train_gap"].to(device), state["seen"].to(device)
+
+
+def _split_rows_t(trainer: Trainer) -> torch.Tensor:
+    """Training rows of the cache as a tensor on the trainer's device."""
+    return torch.as_tensor(_split_rows(trainer.cache, "train"), device=trainer.device)
+
+
+def _auroc(flags: np.ndarray, score: np.ndarray) -> float | None:
+    """AUROC of `score` against ground-truth imbalance flags (None when only one class is present)."""
+    from sklearn.metrics import roc_auc_score
+
+    flags = flags.astype(bool)
+    if flags.all() or not flags.any():
+        return None
+    return float(roc_auc_score(flags, score))
+
+
+# ------------------------------------------------------------------------------------------------ entry points
+
+
+def _summary(fit_result: dict[str, Any]) -> dict[str, Any]:
+    """Flat val_*/test_* metrics of a stage's best (val-selected) epoch."""
+    best = fit_result["best"] or {}
+    out: dict[str, Any] = {"best_epoch": best.get("epoch"), "best_stage_epoch": best.get("stage_epoch")}
+    for split in ("val", "test"):
+        for k, v in (best.get(split) or {}).items():
+            out[f"{split}_{k}"] = v
+    return out
+
+
+def _best_row_summary(history: list[dict[str, Any]], stage: str) -> dict[str, Any]:
+    """val_*/test_* of a stage's best-val row in the history (first maximum, as `Trainer.fit` selects)."""
+    rows = [r for r in history if r["stage"] == stage]
+    if not rows:
+        return {}
+    best = max(rows, key=lambda r: r["val_acc"])
+    return {"best_epoch": best["epoch"], **{k: v for k, v in best.items() if k.startswith(("val_", "test_"))}}
+
+
+def _stage_timings(history: list[dict[str, Any]], stage: str) -> dict[str, float]:
+    rows = [r for r in history if r["stage"] == stage]
+    if not rows:
+        return {}
+    t = {
+        f"{stage}_seconds": float(sum(r["seconds"] for r in rows)),
+        f"{stage}_train_seconds_per_epoch": float(np.mean([r["train_seconds"] for r in rows])),
+        f"{stage}_eval_seconds_per_epoch": float(np.mean([r["eval_seconds"] for r in rows])),
+    }
+    refits = [r["refit_seconds"] for r in rows if r.get("refitted")]
+    if refits:
+        t["refit_seconds_mean"] = float(np.mean(refits))
+        t["refit_overhead"] = t["refit_seconds_mean"] / t[f"{stage}_train_seconds_per_epoch"]
+    return t
+
+
+def _resume_stages(tr: Trainer, resume: bool, allowed: tuple[str, ...]) -> bool:
+    """Resume from run_dir/last.pt when asked; refuse a run_dir that holds another method's run."""
+    if not (resume and tr.resume()):
+        return False
+    if tr.stage not in allowed:
+        tr._pending = None
+        raise ValueError(
+            f"{tr.run_dir} holds a {tr.stage!r} run, not {' / '.join(allowed)}: use another run_dir for this method, "
+            "or pass resume=False to start over (its checkpoints will be overwritten)"
+        )
+    return True
+
+
+def run_warmup(
+    cache: Any, preset: Preset, run_dir: str | Path, seed: int = 0, device: str = "auto", resume: bool = True,
+    trainer: Trainer | None = None, progress: bool = True,
+) -> dict[str, Any]:
+    """Stage 1 only (Eq. 10) for `preset.train.warmup_epochs`; writes run_dir/warmup.pt; returns its summary."""
+    tr = trainer or Trainer(cache, preset, run_dir, seed, device, progress=progress)
+    if trainer is None:
+        _resume_stages(tr, resume, ("warmup",))
+    res = tr.fit(WarmupStrategy(), preset.train.warmup_epochs, "warmup", reset_optimizer=True)
+    tr.save_checkpoint("warmup.pt", None, complete=True)
+    return {**_summary(res), "history": tr.history, "timings": _stage_timings(tr.history, "warmup"),
+            "warmup_ckpt": str(tr.run_dir / "warmup.pt")}
+
+
+def run_two_stage(
+    cache: Any,
+    preset: Preset,
+    run_dir: str | Path,
+    seed: int = 0,
+    device: str = "auto",
+    loss_cfg: AdaptiveLossConfig | None = None,
+    resume: bool = True,
+    warmup_ckpt: str | Path | None = None,
+    gap_source: str = "eval",
+    interrupt_at_epoch: int | None = None,
+    progress: bool = True,
+    return_trainer: bool = False,
+) -> dict[str, Any]:
+    """Warm-up (Eq. 10; or load `warmup_ckpt`) then adaptive training (Eq. 11); returns val-selected metrics.
+
+    The optimizer is reset between the stages unless ``preset.train.reset_optimizer`` is False (Table IV).
+    `loss_cfg` defaults to the preset's (``AdaptiveLossConfig.from_train_config``). With `resume`, an
+    interrupted run continues from run_dir/last.pt and ends bit-identical (CPU); a finished run is reloaded
+    without training. The result holds ``val_*``/``test_*`` of the best-val adaptive epoch, ``warmup`` (the
+    warm-up stage's own summary), ``history`` and ``timings`` (incl. the refit overhead, issue 7).
+    """
+    t = preset.train
+    cfg = loss_cfg if loss_cfg is not None else AdaptiveLossConfig.from_train_config(t)
+    tr = Trainer(cache, preset, run_dir, seed, device, progress=progress)
+    tr.interrupt_at_epoch = interrupt_at_epoch
+    resumed = _resume_stages(tr, resume, ("warmup", "adaptive"))
+    if not (resumed and tr.stage == "adaptive"):
+        if warmup_ckpt is not None and not (resumed and tr.stage == "warmup"):
+            tr.resume(warmup_ckpt, check_preset="model")
+            tr.history = [r for r in tr.history if r["stage"] == "warmup"]
+            if tr.stage != "warmup" or not tr.stage_complete():
+                raise ValueError(f"{warmup_ckpt} is not a completed warm-up checkpoint (stage {tr.stage!r})")
+        else:
+            run_warmup(cache, preset, run_dir, seed, device, trainer=tr)
+    strategy = AdaptiveStrategy(cfg, family=t.mixture, refit_every=t.refit_every, seed=seed, gap_source=gap_source)
+    res = tr.fit(strategy, t.adaptive_epochs, "adaptive", reset_optimizer=t.reset_optimizer)
+    result = {
+        **_summary(res),
+        "warmup": _best_row_summary(tr.history, "warmup"),
+        "history": tr.history,
+        "timings": {**_stage_timings(tr.history, "warmup"), **_stage_timings(tr.history, "adaptive")},
+        "run_dir": str(tr.run_dir),
+        "seed": seed,
+        "device": str(tr.device),
+    }
+    if return_trainer:
+        result["trainer"] = tr
+    return result
+
+
+def train_baseline(
+    cache: Any,
+    preset: Preset,
+    strategy: Strategy,
+    run_dir: str | Path,
+    seed: int = 0,
+    epochs: int | None = None,
+    device: str = "auto",
+    resume: bool = True,
+    interrupt_at_epoch: int | None = None,
+    progress: bool = True,
+    return_trainer: bool = False,
+) -> dict[str, Any]:
+    """A single-stage method (a baseline Strategy) for `epochs` (default warmup + adaptive epochs); val-selected."""
+    n = epochs if epochs is not None else preset.train.warmup_epochs + preset.train.adaptive_epochs
+    tr = Trainer(cache, preset, run_dir, seed, device, progress=progress)
+    tr.interrupt_at_epoch = interrupt_at_epoch
+    stage = getattr(strategy, "name", "baseline")
+    _resume_stages(tr, resume, (stage,))
+    res = tr.fit(strategy, n, stage)
+    result = {**_summary(res), "history": tr.history, "timings": _stage_timings(tr.history, stage),
+              "run_dir": str(tr.run_dir), "seed": seed, "device": str(tr.device), "method": stage}
+    if return_trainer:
+        result["trainer"] = tr
+    return result
+
+
+def finetune(
+    cache: Any,
+    preset: Preset,
+    run_dir: str | Path,
+    warmup_ckpt: str | Path,
+    tau: float,
+    seed: int = 0,
+    epochs: int | None = None,
+    device: str = "auto",
+    family: str | None = None,
+    gap: str | None = None,
+    dominant: str | None = None,
+    resume: bool = True,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Table VII: from a warm-up checkpoint, fine-tune with the warm-up loss (Eq. 10) on rows with w0 ≥ τ.
+
+    w0 comes from a mixture (Eq. 8-9) fitted on the warmed-up model's gaps over the whole training set.
+    """
+    if not 0.0 <= tau <= 1.0:
+        raise ValueError(f"tau={tau!r} must be a posterior threshold in [0, 1]")
+    t = preset.train
+    n = epochs if epochs is not None else t.finetune_epochs
+    tr = Trainer(cache, preset, run_dir, seed, device, progress=progress)
+    resumed = _resume_stages(tr, resume, ("finetune",))
+    if not resumed:
+        tr.resume(warmup_ckpt, check_preset="model")
+        tr.history = [r for r in tr.history if r["stage"] == "warmup"]
+        tr._apply_pending(WarmupStrategy(), same_stage=False, load_optimizer=False)
+    else:
+        # The subset depends on the warm-up model only: select it with the warm-up weights; fit() then loads
+        # the resumed run's own weights from last.pt.
+        tr.model.load_state_dict(load_safe(warmup_ckpt)["model"])
+    cfg = AdaptiveLossConfig.from_train_config(t)
+    if gap is not None or dominant is not None:
+        cfg = dataclasses.replace(cfg, gap=gap or cfg.gap, dominant=dominant or cfg.dominant)
+    sel = AdaptiveStrategy(cfg, family=family or t.mixture, seed=seed)
+    sel.setup(tr)
+    sel.refit(tr, 0)
+    assert sel.w0 is not None
+    train_rows = _split_rows(cache, "train")
+    w0 = sel.w0.cpu().numpy()[train_rows]
+    subset = train_rows[w0 >= tau]
+    if subset.size < t.batch_size:
+        raise ValueError(
+            f"only {subset.size} training clips have w0 >= tau={tau}: fewer than one batch ({t.batch_size}); lower tau"
+        )
+    res = tr.fit(WarmupStrategy(), n, "finetune", reset_optimizer=True, train_indices=subset)
+    return {**_summary(res), "tau": tau, "subset_size": int(subset.size), "train_size": int(train_rows.size),
+            "mixture": sel.info.get("mixture"), "history": tr.history, "run_dir": str(tr.run_dir), "seed": seed}
