@@ -175,7 +175,7 @@ def adaptive_loss(
     terms = {"fusion": fusion, "gap_reg": gap_reg, "align": align, "uni_a": uni_a, "uni_v": uni_v}
     loss = (fusion + gap_reg + align + uni_a + uni_v).mean()
     parts = {k: v.detach().mean() for k, v in terms.items()}
-    parts["lambda_t"] = torch.tensor(lam, device=out.fused.device)
+    parts["lambda_t"] = ce_f.detach().new_full((), lam)  # a fill on the device, no host-to-device copy
     for key, value in (("ce_f", ce_f), ("ce_a", ce_a), ("ce_v", ce_v), ("gap", g)):
         parts[key] = value.detach().mean()
     return loss, parts
