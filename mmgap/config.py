@@ -18,6 +18,7 @@ MIXTURES = ("gmm", "smm", "lmm")
 OPTIMIZERS = ("sgd", "adam")
 DEVICES = ("auto", "cpu", "cuda")
 DOMINANT = ("audio", "visual", "auto")
+GAP_SOURCES = ("train", "eval")
 
 
 class ConfigError(ValueError):
@@ -60,6 +61,8 @@ class TrainConfig:
     adaptive_epochs: int = 70      # stage 2 (Eq. 11)
     finetune_epochs: int = 10      # data purification fine-tuning (Table VII)
     refit_every: int = 1           # refit the mixture every K adaptive epochs
+    gap_source: str = "train"      # refit on gaps recorded in the last epoch's training steps ("train", free)
+                                   # or on an extra eval-mode pass over the training set ("eval", ~1/3 epoch)
     rho: float = 0.95              # annealing λ_t = ρ^epoch, ρ in (0, 1]
     alpha: float = 1.0             # weight of w0·L_f
     beta: float = 0.1              # weight of |g|^2
@@ -145,6 +148,7 @@ def validate(preset: Preset) -> Preset:
         _check(v >= 0, name, v, "a non-negative weight")
     _check(t.gap in GAPS, "gap", t.gap, f"one of {GAPS}")
     _check(t.mixture in MIXTURES, "mixture", t.mixture, f"one of {MIXTURES}")
+    _check(t.gap_source in GAP_SOURCES, "gap_source", t.gap_source, f"one of {GAP_SOURCES}")
     _check(t.dominant in DOMINANT, "dominant", t.dominant, f"one of {DOMINANT}")
     _check(0.0 < t.val_frac < 0.5, "val_frac", t.val_frac, "a fraction in (0, 0.5)")
     _check(t.num_workers >= 0, "num_workers", t.num_workers, "a non-negative integer")

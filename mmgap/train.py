@@ -544,7 +544,7 @@ class AdaptiveStrategy(Strategy):
     stored by cache row (Eq. 9), and the balanced mean in raw gap units μ_raw = μ_g + σ_g·μ0 for Eq. 11.
     ``gap_source="train"`` instead refits on the gaps of the previous epoch's training steps (recorded on the
     device for free; an eval pass still serves the first refit): cheaper, but gaps of augmented inputs from a
-    moving model. The default ``"eval"`` is the paper's protocol.
+    moving model; presets use it (``TrainConfig.gap_source``) to keep the refit under 10 % of an epoch.
     """
 
     name = "adaptive"
@@ -786,7 +786,7 @@ def run_two_stage(
     loss_cfg: AdaptiveLossConfig | None = None,
     resume: bool = True,
     warmup_ckpt: str | Path | None = None,
-    gap_source: str = "eval",
+    gap_source: str | None = None,
     interrupt_at_epoch: int | None = None,
     progress: bool = True,
     return_trainer: bool = False,
@@ -812,7 +812,8 @@ def run_two_stage(
                 raise ValueError(f"{warmup_ckpt} is not a completed warm-up checkpoint (stage {tr.stage!r})")
         else:
             run_warmup(cache, preset, run_dir, seed, device, trainer=tr)
-    strategy = AdaptiveStrategy(cfg, family=t.mixture, refit_every=t.refit_every, seed=seed, gap_source=gap_source)
+    source = gap_source if gap_source is not None else t.gap_source
+    strategy = AdaptiveStrategy(cfg, family=t.mixture, refit_every=t.refit_every, seed=seed, gap_source=source)
     res = tr.fit(strategy, t.adaptive_epochs, "adaptive", reset_optimizer=t.reset_optimizer)
     result = {
         **_summary(res),
