@@ -1,0 +1,510 @@
+"""The paper's figures from a run's history, with seaborn defaults, labelled axes (with units) and PNG output.
+
+Inputs are plain data so that every notebook and script can call these functions:
+- a *history* is a list of per-epoch dicts (or a DataFrame), e.g. ``{"epoch": 3, "train_loss_a": 1.2,
+  "val_acc_v": 0.41, ...}``; which columns hold which branch is an argument with a documented default;
+- a *mixture* is a fitted `mmgap.mixture.MixtureFit` or its ``to_dict()`` (``family``, ``weights``,
+  ``means``, ``scales``, ``dof``, ``balanced``).
+
+Each ``plot_*`` function returns the matplotlib Figure and, when ``path`` is given, also saves it as PNG.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.ticker import MaxNLocator
+import pandas as pd
+import seaborn as sns
+from scipy import stats
+
+BRANCH_COLORS = {"fused": "C0", "audio": "C1", "visual": "C2"}
+# Column names of mmgap.train's history rows: training CE per branch (Eq. 4) and accuracy per split.
+DEFAULT_LOSS_KEYS = {"fused": "train_fusion", "audio": "train_uni_a", "visual": "train_uni_v"}
+DEFAULT_ACC_KEYS = {"fused": "val_acc", "audio": "val_acc_a", "visual": "val_acc_v"}
+
+
+def acc_keys(split: str) -> dict[str, str]:
+    """History columns of fused / audio / visual accuracy on ``split`` ("train" | "val" | "test")."""
+    return {"fused": f"{split}_acc", "audio": f"{split}_acc_a", "visual": f"{split}_acc_v"}
+GAP_LABEL = "modality gap ĝ (z-score, units of σ_g)"
+
+
+def set_style() -> None:
+    """Seaborn's default theme (called once on import; call again after changing rcParams)."""
+    sns.set_theme(context="notebook", style="whitegrid")
+
+
+set_style()
+
+
+def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 120) -> Path:
+    """Save ``fig`` as PNG (parent folders created); returns the path."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        path = path.with_name(path.name + ".png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    return path
+
+
+def _integer_epochs(ax: plt.Axes) -> None:
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _finish(fig: plt.Figure, path: str | Path | None) -> plt.Figure:
+    fig.tight_layout()
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def history_frame(history: pd.DataFrame | Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """A history (list of per-epoch dicts) as a DataFrame with an ``epoch`` column (1-based if absent)."""
+    df = history.copy() if isinstance(history, pd.DataFrame) else pd.DataFrame(list(history))
+    if df.empty:
+        raise ValueError("the history is empty: train for at least one epoch before plotting")
+    if "epoch" not in df.columns:
+        df["epoch"] = np.arange(1, len(df) + 1)
+    return df
+
+
+def _require(df: pd.DataFrame, keys: Mapping[str, str], what: str) -> dict[str, str]:
+    present = {branch: key for branch, key in keys.items() if key in df.columns}
+    if not present:
+        raise KeyError(
+            f"none of the {what} columns {list(keys.values())} is in the history "
+            f"(it has: {sorted(map(str, df.columns))}); pass the right column names"
+        )
+    return present
+
+
+def _as_percent(values: pd.Series) -> pd.Series:
+    """Accuracies stored as fractions are shown in percent."""
+    finite = values.dropna()
+    return values * 100.0 if len(finite) and finite.max() <= 1.0 + 1e-9 else values
+
+
+# --------------------------------------------------------------------------------------------- Fig. 1
+def plot_branch_losses(
+    runs: Mapping[str, pd.DataFrame | Sequence[Mapping[str, Any]]],
+    loss_keys: Mapping[str, str] = DEFAULT_LOSS_KEYS,
+    acc_keys: Mapping[str, str] | None = DEFAULT_ACC_KEYS,
+    acc_label: str = "accuracy (%)",
+    path: str | Path | None = None,
+) -> plt.Figure:
+    """Fig. 1: per-branch cross-entropy (Eq. 4) over epochs, one column per run, accuracy below if given."""
+    if not runs:
+        raise ValueError("no runs to plot")
+    rows = 2 if acc_keys else 1
+    fig, axes = plt.subplots(rows, len(runs), figsize=(4.6 * len(runs), 3.4 * rows), squeeze=False, sharey="row")
+    for col, (name, history) in enumerate(runs.items()):
+        df = history_frame(history)
+        df["epoch"] = np.arange(1, len(df) + 1)  # epochs of this run, counted from 1 (as in Fig. 6)
+        ax = axes[0, col]
+        for branch, key in _require(df, loss_keys, "loss").items():
+            ax.plot(df["epoch"], df[key], marker="o", ms=3, color=BRANCH_COLORS.get(branch), label=branch)
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("training cross-entropy (nats)")
+        ax.legend(title="branch")
+        _integer_epochs(ax)
+        if acc_keys:
+            ax = axes[1, col]
+            for branch, key in _require(df, acc_keys, "accuracy").items():
+                ax.plot(df["epoch"], _as_percent(df[key]), marker="o", ms=3, color=BRANCH_COLORS.get(branch),
+                        label=branch)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(acc_label)
+            ax.legend(title="branch")
+            _integer_epochs(ax)
+    return _finish(fig, path)
+
+
+# --------------------------------------------------------------------------------------------- mixtures
+def _mix_get(mix: Any, name: str, default: Any = None) -> Any:
+    if isinstance(mix, Mapping):
+        return mix.get(name, default)
+    return getattr(mix, name, default)
+
+
+def mixture_params(mix: Any) -> dict[str, Any]:
+    """``family``, ``weights``, ``means``, ``scales``, ``dof`` and ``balanced`` of a fit or its dict."""
+    weights = np.asarray(_mix_get(mix, "weights"), dtype=float)
+    means = np.asarray(_mix_get(mix, "means"), dtype=float)
+    scales = np.asarray(_mix_get(mix, "scales"), dtype=float)
+    if weights.shape != (2,) or means.shape != (2,) or scales.shape != (2,):
+        raise ValueError(
+            f"expected a 2-component mixture with weights, means and scales of length 2, got "
+            f"{weights.shape}, {means.shape}, {scales.shape}"
+        )
+    dof = _mix_get(mix, "dof")
+    family = str(_mix_get(mix, "family", "gmm"))
+    balanced = _mix_get(mix, "balanced", None)
+    if balanced is None:  # fall back to the paper's rule: the heavier component is the balanced one
+        balanced = int(np.argmax(weights))
+    return {
+        "family": family,
+        "weights": weights,
+        "means": means,
+        "scales": scales,
+        "dof": None if dof is None else np.broadcast_to(np.asarray(dof, dtype=float), (2,)),
+        "balanced": int(balanced),
+    }
+
+
+def component_densities(x: np.ndarray, mix: Any) -> np.ndarray:
+    """π_k · p_k(x) of both components of Eq. 8, shape [2, len(x)] (Gaussian, Student-t or Laplace)."""
+    p = mixture_params(mix)
+    x = np.asarray(x, dtype=float)
+    out = np.empty((2, x.size))
+    for k in range(2):
+        loc, scale = p["means"][k], p["scales"][k]
+        if p["family"] == "gmm":
+            pdf = stats.norm.pdf(x, loc, scale)
+        elif p["family"] == "smm":
+            if p["dof"] is None:
+                raise ValueError("a Student-t mixture needs 'dof' (degrees of freedom per component)")
+            pdf = stats.t.pdf(x, p["dof"][k], loc, scale)
+        elif p["family"] == "lmm":
+            pdf = stats.laplace.pdf(x, loc, scale)
+        else:
+            raise ValueError(f"unknown mixture family {p['family']!r}: expected 'gmm', 'smm' or 'lmm'")
+        out[k] = p["weights"][k] * pdf
+    return out
+
+
+# --------------------------------------------------------------------------------------------- Fig. 3
+def plot_gap_mixture(
+    g_hat: np.ndarray,
+    mix: Any,
+    flags: np.ndarray | None = None,
+    bins: int = 60,
+    ax: plt.Axes | None = None,
+    title: str | None = None,
+    xlabel: str = GAP_LABEL,
+    path: str | Path | None = None,
+) -> plt.Figure:
+    """Fig. 3: histogram of the gaps with both fitted components (Eq. 8) and their sum; balanced one labelled.
+
+    With ground-truth ``flags`` (embedded dataset) the histogram is split into flagged and unflagged clips.
+    """
+    g_hat = np.asarray(g_hat, dtype=float).ravel()
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    else:
+        fig = ax.figure
+    p = mixture_params(mix)
+    edges = np.histogram_bin_edges(g_hat, bins=bins)
+    if flags is not None:
+        flags = np.asarray(flags).astype(bool).ravel()
+        if flags.shape != g_hat.shape:
+            raise ValueError(f"flags has {flags.size} entries for {g_hat.size} gaps")
+        # Densities relative to all clips so that the stacked bars integrate to one like the mixture.
+        w = np.full(g_hat.size, 1.0 / (g_hat.size * np.diff(edges)[0]))
+        ax.hist([g_hat[~flags], g_hat[flags]], bins=edges, weights=[w[~flags], w[flags]], stacked=True,
+                color=["0.70", "C3"], alpha=0.55, label=["clips (not degraded)", "clips (degraded, ground truth)"])
+    else:
+        ax.hist(g_hat, bins=edges, density=True, color="0.70", alpha=0.6, label="all clips")
+    x = np.linspace(edges[0] - 0.5, edges[-1] + 0.5, 400)
+    dens = component_densities(x, p)
+    b = p["balanced"]
+    for k in (b, 1 - b):  # the balanced component first in the legend
+        role = "balanced (k=0)" if k == b else "imbalanced (k=1)"
+        ax.plot(x, dens[k], lw=2, color="C0" if k == b else "C3", ls="-" if k == b else "--",
+                label=f"{role}: π={p['weights'][k]:.2f}, μ={p['means'][k]:.2f}")
+    ax.plot(x, dens.sum(0), lw=1.2, color="k", label=f"mixture ({p['family'].upper()})")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("density (per unit ĝ)")
+    ax.set_title(title or "Modality gap after warm-up with the fitted 2-component mixture")
+    ax.legend(fontsize=8)
+    return _finish(fig, path)
+
+
+def plot_posteriors(
+    g_hat: np.ndarray,
+    w1: np.ndarray,
+    flags: np.ndarray | None = None,
+    path: str | Path | None = None,
+) -> plt.Figure:
+    """Eq. 9: posterior w1 of the imbalanced component against ĝ, plus the ROC of w1 on ground-truth flags."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    g_hat, w1 = np.asarray(g_hat, float).ravel(), np.asarray(w1, float).ravel()
+    ncols = 2 if flags is not None else 1
+    fig, axes = plt.subplots(1, ncols, figsize=(5.2 * ncols, 3.8), squeeze=False)
+    ax = axes[0, 0]
+    if flags is not None:
+        flags = np.asarray(flags).astype(bool).ravel()
+        ax.scatter(g_hat[~flags], w1[~flags], s=6, alpha=0.5, color="0.45", label="not degraded")
+        ax.scatter(g_hat[flags], w1[flags], s=6, alpha=0.6, color="C3", label="degraded (ground truth)")
+        ax.legend(fontsize=8)
+    else:
+        ax.scatter(g_hat, w1, s=6, alpha=0.5)
+    ax.set_xlabel(GAP_LABEL)
+    ax.set_ylabel("posterior w₁ (probability)")
+    ax.set_title("Posterior of the imbalanced component (Eq. 9)")
+    if flags is not None:
+        ax = axes[0, 1]
+        if flags.all() or not flags.any():
+            ax.text(0.5, 0.5, "ROC undefined: all flags equal", ha="center", va="center")
+        else:
+            fpr, tpr, _ = roc_curve(flags, w1)
+            ax.plot(fpr, tpr, color="C3", label=f"w₁, AUROC = {roc_auc_score(flags, w1):.3f}")
+            ax.plot([0, 1], [0, 1], ls=":", color="0.5", label="chance")
+            ax.legend(fontsize=8)
+        ax.set_xlabel("false positive rate (fraction)")
+        ax.set_ylabel("true positive rate (fraction)")
+        ax.set_title("Does w₁ find the degraded clips?")
+    return _finish(fig, path)
+
+
+# --------------------------------------------------------------------------------------------- Fig. 4
+def tsne_embed(features: np.ndarray, seed: int = 0, perplexity: float = 30.0) -> np.ndarray:
+    """2-D t-SNE (scikit-learn) of [N, d] features; perplexity capped below N/3 for small N."""
+    from sklearn.manifold import TSNE
+
+    x = np.asarray(features, dtype=np.float32).reshape(len(features), -1)
+    if len(x) < 5:
+        raise ValueError(f"t-SNE needs at least 5 points, got {len(x)}")
+    perp = float(min(perplexity, max(2.0, (len(x) - 1) / 3.0)))
+    return TSNE(n_components=2, perplexity=perp, init="pca", random_state=seed).fit_transform(x)
+
+
+def plot_tsne(
+    features: Mapping[str, np.ndarray],
+    labels: np.ndarray,
+    class_names: Sequence[str] | None = None,
+    max_points: int = 400,
+    seed: int = 0,
+    path: str | Path | None = None,
+) -> plt.Figure:
+    """Fig. 4: t-SNE of each feature set (e.g. audio, visual, fused) on the same subsample, coloured by class."""
+    labels = np.asarray(labels).ravel()
+    n = len(labels)
+    for name, f in features.items():
+        if len(f) != n:
+            raise ValueError(f"features {name!r} have {len(f)} rows for {n} labels")
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(n, size=min(max_points, n), replace=False))
+    fig, axes = plt.subplots(1, len(features), figsize=(4.4 * len(features), 4.2), squeeze=False)
+    palette = sns.color_palette("tab10" if labels.max() < 10 else "husl", int(labels.max()) + 1)
+    for ax, (name, f) in zip(axes[0], features.items()):
+        emb = tsne_embed(np.asarray(f)[idx], seed=seed)
+        for c in np.unique(labels[idx]):
+            m = labels[idx] == c
+            ax.scatter(emb[m, 0], emb[m, 1], s=8, color=palette[int(c)],
+                       label=class_names[int(c)] if class_names is not None else str(int(c)))
+        ax.set_title(f"{name} features")
+        ax.set_xlabel("t-SNE dimension 1 (a.u.)")
+        ax.set_ylabel("t-SNE dimension 2 (a.u.)")
+    axes[0, -1].legend(title="class", fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return _finish(fig, path)
+
+
+# --------------------------------------------------------------------------------------------- Fig. 5
+def _hist_from(value: Any, edges: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(density, edges) from raw gaps or a stored histogram ``{"counts": ..., "edges": ...}``."""
+    if isinstance(value, Mapping):
+        counts = np.asarray(value.get("counts", value.get("hist")), dtype=float)
+        e = np.asarray(value.get("edges", value.get("bin_edges")), dtype=float)
+        if counts.ndim != 1 or e.shape != (counts.size + 1,):
+            raise ValueError("a stored histogram needs 'counts' [B] and 'edges' [B+1]")
+        return counts / max(counts.sum(), 1.0) / np.diff(e), e
+    g = np.asarray(value, dtype=float).ravel()
+    dens, e = np.histogram(g, bins=edges if edges is not None else 50, density=True)
+    return dens, e
+
+
+def plot_gap_evolution(
+    gaps: Mapping[int, Any],
+    mixtures: Mapping[int, Any] | None = None,
+    xlabel: str = "modality gap g (raw, probability difference)",
+    path: str | Path | None = None,
+) -> plt.Figure:
+    """Fig. 5: gap distribution per adaptive epoch (colour = epoch) and the mixture's π, μ across epochs.
+
+    ``gaps`` maps e -> raw gaps of the training set after e adaptive epochs (or a stored histogram);
+    ``mixtures`` maps e -> the fit on those gaps (the one used to train epoch e+1). The paper expects the imbalanced weight π₁ to shrink and μ₁ to
+    move towards zero.
+    """
+    if not gaps:
+        raise ValueError("no epochs to plot: the adaptive history holds no gaps")
+    epochs = sorted(gaps)
+    raw = [np.asarray(gaps[e], float).ravel() for e in epochs if not isinstance(gaps[e], Mapping)]
+    edges = np.histogram_bin_edges(np.concatenate(raw), bins=50) if raw else None
+    ncols = 3 if mixtures else 1
+    fig, axes = plt.subplots(1, ncols, figsize=(5.0 * ncols, 3.8), squeeze=False)
+    ax = axes[0, 0]
+    cmap = plt.get_cmap("viridis")
+    lo, hi = np.inf, -np.inf
+    for i, e in enumerate(epochs):
+        dens, ed = _hist_from(gaps[e], edges)
+        centers = 0.5 * (ed[:-1] + ed[1:])
+        ax.plot(centers, dens, color=cmap(i / max(len(epochs) - 1, 1)), lw=1.5, label=f"after {e} epochs")
+        occupied = np.flatnonzero(dens > 0)
+        if occupied.size:
+            lo, hi = min(lo, ed[occupied[0]]), max(hi, ed[occupied[-1] + 1])
+    if np.isfinite(lo) and hi > lo:
+        pad = 0.05 * (hi - lo)
+        ax.set_xlim(lo - pad, hi + pad)  # stored histograms span a fixed range; show where the data are
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("density (per unit g)")
+    ax.set_title("Gap distribution across adaptive epochs")
+    ax.legend(fontsize=7, ncol=2)
+    if mixtures:
+        m_epochs = sorted(mixtures)
+        params = [mixture_params(mixtures[e]) for e in m_epochs]
+        imb = [1 - p["balanced"] for p in params]
+        bal = [p["balanced"] for p in params]
+        ax = axes[0, 1]
+        ax.plot(m_epochs, [p["weights"][k] for p, k in zip(params, bal)], "o-", color="C0", label="π₀ balanced")
+        ax.plot(m_epochs, [p["weights"][k] for p, k in zip(params, imb)], "s--", color="C3", label="π₁ imbalanced")
+        ax.set_xlabel("adaptive epochs completed")
+        _integer_epochs(ax)
+        ax.set_ylabel("mixture weight (fraction)")
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=8)
+        ax.set_title("Component weights")
+        ax = axes[0, 2]
+        ax.plot(m_epochs, [p["means"][k] for p, k in zip(params, bal)], "o-", color="C0", label="μ₀ balanced")
+        ax.plot(m_epochs, [p["means"][k] for p, k in zip(params, imb)], "s--", color="C3", label="μ₁ imbalanced")
+        ax.axhline(0.0, color="0.5", lw=0.8, ls=":")
+        ax.set_xlabel("adaptive epochs completed")
+        _integer_epochs(ax)
+        ax.set_ylabel("component mean (units of the gap axis)")
+        ax.legend(fontsize=8)
+        ax.set_title("Component means")
+    return _finish(fig, path)
+
+
+def gap_evolution_from_history(
+    history: pd.DataFrame | Sequence[Mapping[str, Any]], stage: str = "adaptive"
+) -> tuple[dict[int, dict[str, np.ndarray]], dict[int, dict[str, Any]]]:
+    """Per refit epoch of ``stage``: the gap histogram and the mixture, both converted to RAW gap units.
+
+    mmgap.train stores, at each refit, the histogram of ĝ on fixed z-score bins (``gap_hist``,
+    ``gap_hist_edges``), the mixture fitted on ĝ (``mixture``) and the z-score's ``gap_mean``, ``gap_std``
+    (Eq. 7). Undoing Eq. 7 (g = μ_g + σ_g·ĝ) puts every epoch on one axis, so a distribution that moves
+    towards zero is visible (in z-units every epoch would be centred by construction).
+    Returns ``(gaps, mixtures)`` keyed by the stage's epoch (0-based), ready for `plot_gap_evolution`.
+    """
+    df = history_frame(history)
+    if "stage" in df.columns:
+        df = df[df["stage"] == stage]
+    if "refitted" in df.columns:
+        df = df[df["refitted"].fillna(False).astype(bool)]
+    if df.empty or "gap_hist" not in df.columns:
+        raise ValueError(f"the history has no refit rows of stage {stage!r} with a 'gap_hist': run the adaptive stage")
+    gaps: dict[int, dict[str, np.ndarray]] = {}
+    mixtures: dict[int, dict[str, Any]] = {}
+    for _, row in df.iterrows():
+        e = int(row["stage_epoch"]) if "stage_epoch" in row else int(row["epoch"])
+        mean, std = float(row["gap_mean"]), float(row["gap_std"])
+        gaps[e] = {"counts": np.asarray(row["gap_hist"], float),
+                   "edges": mean + std * np.asarray(row["gap_hist_edges"], float)}
+        mix = dict(row["mixture"])
+        mix["means"] = [mean + std * m for m in mix["means"]]
+        mix["scales"] = [std * s for s in mix["scales"]]
+        mixtures[e] = mix
+    return gaps, mixtures
+
+
+# --------------------------------------------------------------------------------------------- Fig. 6
+def plot_stage_accuracy(
+    stages: Mapping[str, pd.DataFrame | Sequence[Mapping[str, Any]]],
+    acc_keys: Mapping[str, str] = DEFAULT_ACC_KEYS,
+    acc_label: str = "accuracy (%)",
+    path: str | Path | None = None,
+    title: str = "Unimodal and fused accuracy across both stages",
+) -> plt.Figure:
+    """Fig. 6: fused, audio and visual accuracy over consecutive stages, stage boundaries marked."""
+    if not stages:
+        raise ValueError("no stages to plot")
+    fig, ax = plt.subplots(figsize=(7.2, 4.0))
+    offset = 0
+    parts = []
+    for i, (stage, history) in enumerate(stages.items()):
+        df = history_frame(history)
+        df = df.assign(global_epoch=np.arange(offset + 1, offset + len(df) + 1), stage=stage)
+        parts.append(df)
+        if i > 0:
+            ax.axvline(offset + 0.5, color="k", ls="--", lw=1)
+        ax.text(offset + 0.5 + len(df) / 2, 1.01, stage, transform=ax.get_xaxis_transform(), ha="center",
+                va="bottom", fontsize=9)
+        offset += len(df)
+    full = pd.concat(parts, ignore_index=True)
+    for branch, key in _require(full, acc_keys, "accuracy").items():
+        ax.plot(full["global_epoch"], _as_percent(full[key]), marker="o", ms=3, color=BRANCH_COLORS.get(branch),
+                label=branch)
+    ax.set_xlabel("epoch (both stages, consecutive)")
+    ax.set_ylabel(acc_label)
+    _integer_epochs(ax)
+    ax.set_title(title, pad=18)
+    ax.legend(title="branch")
+    return _finish(fig, path)
+
+
+# --------------------------------------------------------------------------------------------- clips
+def show_clip(
+    frames: np.ndarray,
+    spectrogram: np.ndarray,
+    waveform: np.ndarray | None = None,
+    sample_rate: int | None = None,
+    title: str = "",
+    spec_label: str = "log power (a.u.)",
+    hop_s: float | None = None,
+    freq_label: str = "frequency bin",
+    path: str | Path | None = None,
+) -> tuple[plt.Figure, Any]:
+    """A clip's frames (uint8 [S, H, W, 3]) and its spectrogram [F, T]; with a waveform, also an audio player.
+
+    ``hop_s`` (seconds between spectrogram columns) puts the time axis in seconds.
+
+    Returns ``(figure, IPython.display.Audio or None)``; display the player as a cell's last expression.
+    """
+    frames = np.asarray(frames)
+    if frames.ndim == 3:
+        frames = frames[None]
+    if frames.ndim != 4:
+        raise ValueError(f"frames must be [S, H, W, 3] (or one [H, W, 3]), got shape {frames.shape}")
+    spec = np.asarray(spectrogram, dtype=float)
+    spec = spec.reshape(spec.shape[-2], spec.shape[-1])
+    n = frames.shape[0]
+    fig, axes = plt.subplots(1, n + 1, figsize=(2.2 * n + 4.5, 2.6),
+                             gridspec_kw={"width_ratios": [1] * n + [2.2]})
+    for i in range(n):
+        axes[i].imshow(frames[i])
+        axes[i].set_title(f"frame {i}", fontsize=9)
+        axes[i].axis("off")
+    ax = axes[-1]
+    extent = None if hop_s is None else (0.0, spec.shape[1] * hop_s, -0.5, spec.shape[0] - 0.5)
+    im = ax.imshow(spec, origin="lower", aspect="auto", cmap="magma", extent=extent)
+    ax.set_xlabel("time (s)" if hop_s is not None else "time frame (hop)")
+    ax.set_ylabel(freq_label)
+    ax.grid(False)
+    fig.colorbar(im, ax=ax, label=spec_label)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    _finish(fig, path)
+    player = audio_player(waveform, sample_rate) if waveform is not None else None
+    return fig, player
+
+
+def audio_player(waveform: np.ndarray, sample_rate: int | None) -> Any:
+    """An ``IPython.display.Audio`` player for a mono or [C, N] waveform (None outside IPython)."""
+    if sample_rate is None:
+        raise ValueError("an audio player needs the waveform's sample_rate in Hz")
+    try:
+        from IPython.display import Audio
+    except ImportError:  # pragma: no cover - IPython ships with the notebooks' dependencies
+        return None
+    wave = np.asarray(waveform, dtype=np.float32)
+    if wave.ndim == 2 and wave.shape[0] > wave.shape[1]:
+        wave = wave.T  # IPython wants [channels, samples]
+    silent = not np.any(np.abs(wave) > 0)  # IPython's normalisation divides by the peak
+    return Audio(wave, rate=int(sample_rate), normalize=not silent)

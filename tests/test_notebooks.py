@@ -1,0 +1,232 @@
+"""The course notebooks 01-04, executed headless with papermill at the `smoke` preset.
+
+Every run writes into a temporary runs folder (``MMGAP_RUNS_DIR``) and a temporary data folder
+(``-p data_dir``), except the user-command tests, which run exactly what the README tells users to type
+(their embedded smoke dataset lands in the git-ignored ``data/`` folder, as for a user).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from mmgap import paths
+
+NB_DIR = paths.REPO_ROOT / "notebooks"
+COURSE = ("01_preprocessing", "02_warmup", "03_gap_fitting", "04_adaptive")
+SMOKE_CLIPS = 200  # mmgap.config's smoke preset: EmbeddedConfig(n_clips=200)
+
+
+def _papermill_cli() -> list[str]:
+    exe = Path(sys.executable).with_name("papermill")
+    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "papermill"]
+
+
+def _execute(name: str, out: Path, **params: Any) -> None:
+    import papermill as pm
+
+    pm.execute_notebook(str(NB_DIR / f"{name}.ipynb"), str(out), parameters={"preset": "smoke", **params},
+                        cwd=str(NB_DIR), progress_bar=False, kernel_name="python3")
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory: pytest.TempPathFactory):
+    """Runs 01-04 once, in order, into temporary runs/data folders; each test reads one notebook's outputs."""
+    root = tmp_path_factory.mktemp("course")
+    ns = SimpleNamespace(root=root, runs=root / "runs", data=root / "data", errors={})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MMGAP_RUNS_DIR", str(ns.runs))  # inherited by the kernels papermill starts
+        mp.setenv("OMP_NUM_THREADS", "1")  # tiny smoke models: one thread avoids oversubscribing a busy CPU
+        for name in COURSE:
+            try:
+                _execute(name, root / f"{name}.ipynb", data_dir=str(ns.data))
+            except Exception as exc:  # reported by the notebook's own test
+                ns.errors[name] = exc
+        yield ns
+
+
+def _run_folder(course: SimpleNamespace, name: str) -> Path:
+    if name in course.errors:
+        pytest.fail(f"{name} failed: {course.errors[name]}")
+    return course.runs / "smoke" / name
+
+
+def _metrics(folder: Path) -> dict[str, Any]:
+    return json.loads((folder / "metrics.json").read_text())
+
+
+def _png(path: Path) -> None:
+    assert path.is_file(), f"missing figure {path}"
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 2000
+
+
+def _frac(x: Any) -> None:
+    assert isinstance(x, float) and 0.0 <= x <= 1.0, x
+
+
+# ------------------------------------------------------------------------------------------------ structure
+@pytest.mark.parametrize("name", COURSE)
+def test_notebook_is_committed_clean_with_parameters_then_validation(name: str) -> None:
+    nb = nbformat.read(NB_DIR / f"{name}.ipynb", as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.outputs == [] and c.execution_count is None for c in code), "commit notebooks without outputs"
+    tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    assert "validation" in nb.cells[tagged[0] + 1].metadata.get("tags", [])
+    params = nb.cells[tagged[0]].source
+    for p in ("dataset", "data_dir", "preset", "seed", "device"):
+        assert f"\n{p} = " in f"\n{params}", f"parameter {p} missing"
+    assert "Try this" in nb.cells[-1].source
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+
+
+def test_notebooks_match_their_sources() -> None:
+    build = subprocess.run([sys.executable, str(NB_DIR / "build_notebooks.py"), "--check", *COURSE],
+                           capture_output=True, text=True, timeout=120)
+    assert build.returncode == 0, build.stderr
+
+
+def test_adaptive_notebook_has_the_method_parameters() -> None:
+    import papermill as pm
+
+    names = set(pm.inspect_notebook(str(NB_DIR / "04_adaptive.ipynb")))
+    assert {"rho", "alpha", "beta", "gamma", "gap", "mixture", "refit_every", "optimizer", "reset_optimizer"} <= names
+
+
+# ------------------------------------------------------------------------------------------------ smoke runs
+@pytest.mark.slow
+def test_01_preprocessing(course: SimpleNamespace) -> None:
+    run = _run_folder(course, "01_preprocessing") / "embedded"
+    m = _metrics(run)
+    assert m["num_clips"] == SMOKE_CLIPS and sum(m["counts"].values()) == SMOKE_CLIPS
+    assert m["counts"]["val"] > 0 and m["counts"]["test"] > 0 and m["num_classes"] == 10
+    assert m["imbalanced_frac"] == pytest.approx(0.3, abs=0.02)
+    table = pd.read_csv(run / "table_i.csv")
+    assert table.loc[0, "Total"] == SMOKE_CLIPS and table.loc[0, "Classes"] == 10
+    assert table.loc[0, "Train"] + table.loc[0, "Val (from train)"] + table.loc[0, "Test"] == SMOKE_CLIPS
+    assert (run / "table_i.md").read_text().startswith("| Dataset | Total |")
+    for fig in ("classes", "clip_clean", "clip_degraded", "class_counts"):
+        _png(run / f"{fig}.png")
+
+
+@pytest.mark.slow
+def test_02_warmup(course: SimpleNamespace) -> None:
+    run = _run_folder(course, "02_warmup") / "embedded-seed0"
+    m = _metrics(run)
+    for stage in ("concat", "warmup"):
+        for k in ("test_acc", "test_f1", "test_acc_a", "test_acc_v", "val_acc"):
+            _frac(m[stage][k])
+    assert m["accuracy"] == m["warmup"]["test_acc"]
+    ckpt = torch.load(m["warmup_ckpt"], map_location="cpu", weights_only=True)
+    assert ckpt["stage"] == "warmup" and ckpt["stage_complete"] and ckpt["epoch"] == 2  # smoke: 2 epochs
+    assert Path(m["warmup_ckpt"]).is_relative_to(course.runs)
+    table = pd.read_csv(run / "table_concat_vs_warmup.csv")
+    assert list(table["method"]) == ["Concat (L_f)", "Warm-up (L_f + L_a + L_v)"]
+    assert table.loc[1, "acc"] == pytest.approx(100 * m["warmup"]["test_acc"], abs=0.01)
+    _png(run / "fig1_branch_losses.png")
+
+
+@pytest.mark.slow
+def test_03_gap_fitting(course: SimpleNamespace) -> None:
+    run = _run_folder(course, "03_gap_fitting") / "embedded-seed0"
+    m = _metrics(run)
+    assert m["dominant"] == "audio"
+    for kind in ("prob", "kl"):
+        fit = m["fits"][kind]
+        assert fit["family"] == "gmm" and sum(fit["weights"]) == pytest.approx(1.0)
+        assert fit["weights"][fit["balanced"]] >= fit["weights"][1 - fit["balanced"]]  # balanced = heavier
+    assert m["bic"]["delta"] == pytest.approx(m["bic"]["bic1"] - m["bic"]["bic2"])
+    _frac(m["auroc_w1"])
+    with np.load(run / "gaps.npz", allow_pickle=False) as z:
+        assert len(z["index"]) == m["n_train"] and np.allclose(z["w0"] + z["w1"], 1.0)
+        assert np.allclose(z["g_prob"], z["s_a"] - z["s_v"], atol=1e-6)  # Eq. 5 with audio dominant
+        assert z["imbalanced"].shape == z["index"].shape
+    bic = pd.read_csv(run / "table_bic.csv")
+    assert len(bic) == 6 and set(bic["mixture"]) == {"gmm", "smm", "lmm"}
+    assert len(m["most_imbalanced"]) == 4 + 1  # top_k + the most balanced clip
+    assert m["most_imbalanced"][0]["w1"] >= m["most_imbalanced"][-1]["w1"]
+    for fig in ("fig3_gap_mixture", "posteriors", "confidence_scatter", "clip_1"):
+        _png(run / f"{fig}.png")
+
+
+def _adaptive_run(runs: Path) -> Path:
+    found = sorted((runs / "smoke" / "04_adaptive" / "embedded-seed0").glob("prob-gmm-rho0.95-*"))
+    assert len(found) == 1, found
+    return found[0]
+
+
+@pytest.mark.slow
+def test_04_adaptive(course: SimpleNamespace) -> None:
+    _run_folder(course, "04_adaptive")
+    run = _adaptive_run(course.runs)
+    m = _metrics(run)
+    for k in ("accuracy", "macro_f1", "acc_audio", "acc_visual", "val_accuracy"):
+        _frac(m[k])
+    assert m["effective"]["rho"] == 0.95 and m["effective"]["adaptive_epochs"] == 2
+    assert m["parameters"]["rho"] is None  # None = the preset's value
+    assert [r["adaptive epochs done"] for r in m["gap_evolution"]] == [0, 1, 2]  # 2 refits + after the last epoch
+    assert all(0.0 <= r["π1 (imbalanced)"] <= 0.5 for r in m["gap_evolution"])
+    assert set(m["phenomena"]) >= {"imbalanced weight π1 shrinks", "visual accuracy rises"}
+    assert (run / "best.pt").is_file() and (run / "last.pt").is_file()
+    table = pd.read_csv(run / "table_warmup_vs_adaptive.csv")
+    assert table.loc[1, "acc"] == pytest.approx(100 * m["accuracy"], abs=0.01)
+    for fig in ("fig4_tsne", "fig5_gap_evolution", "fig6_stage_accuracy"):
+        _png(run / f"{fig}.png")
+
+
+# ------------------------------------------------------------------------------------------------ user command
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["repo_root", "notebooks"])
+def test_user_command_papermill_04(course: SimpleNamespace, tmp_path: Path, where: str) -> None:
+    """`papermill notebooks/04_adaptive.ipynb out.ipynb -p rho 0.95 -p preset smoke`, as a user types it."""
+    cwd = paths.REPO_ROOT if where == "repo_root" else NB_DIR
+    src = "notebooks/04_adaptive.ipynb" if where == "repo_root" else "04_adaptive.ipynb"
+    out = tmp_path / "out.ipynb"
+    env = {**os.environ, "MMGAP_RUNS_DIR": str(course.runs), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([*_papermill_cli(), src, str(out), "-p", "rho", "0.95", "-p", "preset", "smoke"],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    nb = nbformat.read(out, as_version=4)
+    injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and "rho = 0.95" in injected[0].source
+    assert not [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    m = _metrics(_adaptive_run(course.runs))
+    assert m["parameters"]["rho"] == 0.95 and m["effective"]["rho"] == 0.95
+
+
+# ------------------------------------------------------------------------------------------------ bad parameters
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "params", "message"),
+    [
+        ("04_adaptive", {"rho": 1.5}, "rho=1.5 is out of range: expected a decay rate in (0, 1]"),
+        ("04_adaptive", {"gap": "foo"}, "gap='foo' is out of range: expected one of ('prob', 'kl')"),
+        ("01_preprocessing", {"dataset": "imagenet"}, "dataset='imagenet' is unknown: choose one of embedded"),
+        ("03_gap_fitting", {"mixture": "dirichlet"}, "mixture='dirichlet' is out of range"),
+    ],
+)
+def test_bad_parameter_fails_in_the_validation_cell(tmp_path: Path, name: str, params: dict, message: str) -> None:
+    from papermill.exceptions import PapermillExecutionError
+
+    out = tmp_path / "bad.ipynb"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MMGAP_RUNS_DIR", str(tmp_path / "runs"))
+        with pytest.raises(PapermillExecutionError) as info:
+            _execute(name, out, **params)
+    assert info.value.ename == "ConfigError"
+    assert message in info.value.evalue
+    nb = nbformat.read(out, as_version=4)
+    failed = [c for c in nb.cells if c.cell_type == "code" and any(o.output_type == "error" for o in c.outputs)]
+    assert len(failed) == 1 and "validation" in failed[0].metadata.get("tags", [])
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("metrics.json"))
