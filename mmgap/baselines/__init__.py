@@ -1,0 +1,84 @@
+"""The baselines of Table II, each a `mmgap.strategy.Strategy`, selectable by name.
+
+    from mmgap import baselines
+    strategy = baselines.get("ogm_ge", alpha=0.8)   # then hand it to mmgap.train.Trainer
+
+`NAMES` lists the baselines in Table II's order; `LABELS` maps them to the table's row labels. The paper's
+own method is two-stage (warm-up, then the adaptive loss) and is run by `mmgap.train.run_two_stage`, not by a
+single strategy: `TWO_STAGE` maps its Table II names to the gap kind (``"ours_prob"`` -> ``gap="prob"``,
+``"ours_kl"`` -> ``gap="kl"``), and `get` refuses those names with a pointer there.
+
+Methods needing a different head (MMCosine, MLA) replace ``trainer.model.head`` in ``setup``; the trainer
+must call ``setup`` before it builds the optimizer (otherwise the new head is added to the optimizer as an
+extra parameter group).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from mmgap.baselines.agm import AGMStrategy
+from mmgap.baselines.concat import ConcatStrategy
+from mmgap.baselines.dr import DRStrategy
+from mmgap.baselines.gblending import GBlendingStrategy
+from mmgap.baselines.mla import MLAStrategy
+from mmgap.baselines.mmcosine import MMCosineStrategy
+from mmgap.baselines.ogm_ge import OGMGEStrategy
+from mmgap.baselines.opm import OPMOGMStrategy, OPMStrategy
+from mmgap.baselines.pmr import PMRStrategy
+from mmgap.strategy import Strategy
+
+_REGISTRY: dict[str, Callable[..., Strategy]] = {
+    "concat": ConcatStrategy,
+    "g_blending": GBlendingStrategy,
+    "ogm_ge": OGMGEStrategy,
+    "pmr": PMRStrategy,
+    "mmcosine": MMCosineStrategy,
+    "agm": AGMStrategy,
+    "mla": MLAStrategy,
+    "dr": DRStrategy,
+    "opm": OPMStrategy,
+    "opm_ogm": OPMOGMStrategy,
+}
+
+NAMES: tuple[str, ...] = tuple(_REGISTRY)
+"""Baseline names in Table II's order (plus "opm", OPM alone)."""
+
+TWO_STAGE: dict[str, str] = {"ours_prob": "prob", "ours_kl": "kl"}
+"""The paper's method in Table II: name -> the `gap` argument of mmgap.train.run_two_stage."""
+
+LABELS: dict[str, str] = {
+    "concat": "Baseline (Concat)",
+    "g_blending": "G-Blending",
+    "ogm_ge": "OGM-GE",
+    "pmr": "PMR",
+    "mmcosine": "MMCosine",
+    "agm": "AGM",
+    "mla": "MLA",
+    "dr": "D&R",
+    "opm": "OPM",
+    "opm_ogm": "OPM&OGM",
+    "ours_prob": "Ours (Prob Gap)",
+    "ours_kl": "Ours (KL Gap)",
+}
+"""Row labels of Table II."""
+
+
+def get(name: str, **kwargs: Any) -> Strategy:
+    """A fresh baseline strategy by name, with its documented defaults overridden by ``kwargs``."""
+    key = name.strip().lower().replace("-", "_").replace("&", "_")
+    key = {"ogm": "ogm_ge", "gblending": "g_blending", "d_r": "dr", "opm__ogm": "opm_ogm"}.get(key, key)
+    if key in TWO_STAGE:
+        raise ValueError(
+            f"{name!r} is the paper's two-stage method, not a single strategy: run it with "
+            f"mmgap.train.run_two_stage(..., gap={TWO_STAGE[key]!r})"
+        )
+    if key not in _REGISTRY:
+        raise ValueError(f"unknown baseline {name!r}; choose one of {', '.join(NAMES)} (or {', '.join(TWO_STAGE)})")
+    try:
+        return _REGISTRY[key](**kwargs)
+    except TypeError as err:
+        raise TypeError(f"bad arguments for baseline {key!r}: {err}") from err
+
+
+__all__ = ["NAMES", "TWO_STAGE", "LABELS", "get"] + [cls.__name__ for cls in _REGISTRY.values()]

@@ -1,0 +1,169 @@
+"""Helpers shared by the baselines: true-class scores, encoder lookup, schedules, device RNG, autocast.
+
+Everything here is small tensor glue that no library provides; the formulas themselves live in each
+method's module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import TYPE_CHECKING, Any, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mmgap.strategy import Batch
+    from mmgap.train import Trainer
+
+MODALITIES = ("audio", "visual")
+REFERENCE_EPOCHS = 100
+"""The epoch budget the authors' schedule defaults (windows, re-init period, warm-up) were published for."""
+
+
+def true_class_score(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Σ_i softmax(l_i)[y_i] over the batch (OGM-GE's and OPM's s_m), a 0-d float32 tensor."""
+    probs = torch.softmax(logits.float(), dim=1)
+    return probs.gather(1, y.view(-1, 1)).sum()
+
+
+def ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy in float32 (stable under bf16/fp16 autocast)."""
+    return F.cross_entropy(logits.float(), y)
+
+
+def standard_parts(fused: torch.Tensor, logit_a: torch.Tensor, logit_v: torch.Tensor,
+                   y: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Detached per-branch CE for logging, named as mmgap.losses names them (fusion, uni_a, uni_v)."""
+    with torch.no_grad():
+        return {"fusion": ce(fused, y), "uni_a": ce(logit_a, y), "uni_v": ce(logit_v, y)}
+
+
+def encoder(model: nn.Module, modality: str) -> nn.Module:
+    """The encoder module of ``modality`` ("audio" | "visual")."""
+    if modality not in MODALITIES:
+        raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
+    return getattr(model, f"{modality}_encoder")
+
+
+def grads(module: nn.Module) -> list[torch.Tensor]:
+    """The existing gradients of a module's parameters (parameters without a gradient are skipped)."""
+    return [p.grad for p in module.parameters() if p.grad is not None]
+
+
+def head_linear(model: nn.Module) -> nn.Linear:
+    """The concat head as an nn.Linear(2d, M) (W = [W^a, W^v], Eq. 1-2), with a clear error otherwise."""
+    head = getattr(model, "head", None)
+    if not isinstance(head, nn.Linear):
+        raise TypeError(
+            f"this baseline needs model.head to be an nn.Linear concat head (ConcatHead), got {type(head).__name__}; "
+            "build the model with mmgap.models.AVClassifier"
+        )
+    return head
+
+
+def split_weight(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """(W^a, W^v): the two column blocks of the concat head's weight (Eq. 2)."""
+    head = head_linear(model)
+    d_a = getattr(head, "dim_a", head.in_features // 2)
+    return head.weight[:, :d_a], head.weight[:, d_a:]
+
+
+def to_device(batch: "Batch", device: torch.device | str) -> "Batch":
+    """The batch's tensors on ``device`` (a no-op when they already are)."""
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def autocast(trainer: "Trainer") -> contextlib.AbstractContextManager[Any]:
+    """torch.autocast on CUDA when the trainer uses AMP; a null context otherwise (nesting is harmless)."""
+    dtype = getattr(trainer, "amp_dtype", None)
+    device = torch.device(getattr(trainer, "device", "cpu"))
+    if dtype is None or device.type != "cuda":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+def device_generator(trainer: "Trainer", device: torch.device | str | None = None) -> torch.Generator:
+    """A generator on ``device`` (default: the trainer's), seeded from ``trainer.generator`` (reproducible)."""
+    device = torch.device(device if device is not None else getattr(trainer, "device", "cpu"))
+    base = getattr(trainer, "generator", None)
+    seed = int(torch.randint(0, 2**62, (1,), generator=base).item()) if base is not None else 0
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+    return gen
+
+
+def total_epochs(trainer: "Trainer") -> int | None:
+    """The run's epoch budget: ``trainer.stage_epochs`` when the trainer exposes it, else the preset's
+    warm-up + adaptive epochs (mmgap.train.train_baseline's default budget), else None."""
+    for name in ("stage_epochs", "epochs", "num_epochs"):
+        value = getattr(trainer, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    t = getattr(getattr(trainer, "preset", None), "train", None)
+    if t is not None:
+        n = int(getattr(t, "warmup_epochs", 0)) + int(getattr(t, "adaptive_epochs", 0))
+        return n if n > 0 else None
+    return None
+
+
+def scale_epochs(default: int, total: int | None, minimum: int = 0) -> int:
+    """An epoch count published for a 100-epoch run, scaled to this run's budget (unchanged when unknown)."""
+    if total is None or total >= REFERENCE_EPOCHS:
+        return default
+    return max(minimum, math.floor(default * total / REFERENCE_EPOCHS + 0.5))  # half rounds up
+
+
+def in_window(epoch: int, start: int, end: int | None) -> bool:
+    """Whether ``epoch`` lies in the inclusive modulation window [start, end] (end None = no end)."""
+    return epoch >= start and (end is None or epoch <= end)
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Run a block with the model in eval mode and no autograd, then restore its previous mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
+
+
+class DeviceRng:
+    """A reproducible generator on the trainer's device whose state travels with the checkpoint."""
+
+    def __init__(self) -> None:
+        self._gen: torch.Generator | None = None
+        self._pending: torch.Tensor | None = None
+
+    def setup(self, trainer: "Trainer") -> None:
+        """Create the generator (once) and apply a state restored before setup."""
+        if self._gen is None:
+            self._gen = device_generator(trainer)
+        if self._pending is not None:
+            self._gen.set_state(self._pending)
+            self._pending = None
+
+    @property
+    def gen(self) -> torch.Generator:
+        """The generator (after setup)."""
+        if self._gen is None:
+            raise RuntimeError("call setup(trainer) before training (the device generator is created there)")
+        return self._gen
+
+    def state(self) -> torch.Tensor | None:
+        """The generator's state for a checkpoint (None before setup)."""
+        return None if self._gen is None else self._gen.get_state()
+
+    def load(self, state: torch.Tensor | None) -> None:
+        """Restore a checkpointed state now, or at setup when the generator does not exist yet."""
+        if state is None:
+            return
+        if self._gen is None:
+            self._pending = state
+        else:
+            self._gen.set_state(state)

@@ -1,0 +1,31 @@
+"""Concat baseline (Table II, "Baseline (Concat)"): joint cross-entropy on the fused logits only.
+
+The model is mmgap.models.AVClassifier (Eq. 1); the per-modality logits of Eq. 2 are only logged and
+evaluated, never trained on directly. This is the field's standard joint-training baseline (OGM-GE's
+"Normal" mode).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from mmgap.baselines._common import ce, standard_parts
+from mmgap.strategy import Batch, Strategy
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mmgap.train import Trainer
+
+
+class ConcatStrategy(Strategy):
+    """L = CE(y, f) on the fused logits f of Eq. (1)."""
+
+    name = "concat"
+
+    def training_step(self, trainer: "Trainer", batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Joint CE on the fused logits, Eq. (1)."""
+        out = trainer.forward(batch)
+        y = batch["label"]
+        loss = ce(out.fused, y)
+        return loss, standard_parts(out.fused, out.logit_a, out.logit_v, y)
