@@ -1,0 +1,251 @@
+"""The feature cache: a folder of a few large memory-mappable arrays plus meta.json, keyed by protocol hash.
+
+Layout of ``<cache_root>/<protocol.name>-<key>/``: ``audio.npy`` float16 [N, F, T], ``frames.npy`` uint8
+[N, S, H, W, 3], ``labels.npy`` int64 [N], ``split.npy`` int8 [N] (0 train, 1 val, 2 test), optional
+``imbalanced.npy`` bool [N] (embedded only), ``meta.json`` (clip ids, class names, protocol, key, counts) and
+``exclusions.csv`` (skipped clips with the reason). The key hashes the protocol and the manifest, so a
+changed parameter or clip list builds a new cache and the same ones reuse it. Built in a temporary folder
+and renamed into place, so an interrupted build never leaves a half-written cache behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from mmgap.data.decode import ClipError, check_audio, read_audio, read_frames
+from mmgap.data.features import audio_features, feature_shape
+from mmgap.data.manifest import SPLIT_CODES, SPLITS, DataError, Exclusion, Manifest, ManifestRow, write_exclusions
+from mmgap.data.parallel import pmap
+from mmgap.data.protocols import Protocol
+
+CACHE_FORMAT = 1
+
+
+@dataclass
+class FeatureCache:
+    """Cached arrays of one dataset under one protocol (memory-mapped when loaded from disk)."""
+
+    audio: np.ndarray                 # float16 [N, F, T]
+    frames: np.ndarray                # uint8 [N, S, H, W, 3]
+    labels: np.ndarray                # int64 [N]
+    split: np.ndarray                 # int8 [N]: 0 train, 1 val, 2 test
+    clip_ids: list[str]
+    class_names: list[str]
+    imbalanced: np.ndarray | None = None   # bool [N], embedded only: ground truth, never fed to training
+    protocol: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes."""
+        return len(self.class_names)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def indices(self, split: str) -> np.ndarray:
+        """Row indices (int64, ascending) of the "train", "val" or "test" split."""
+        if split not in SPLIT_CODES:
+            raise ValueError(f"split={split!r}; expected one of {SPLITS}")
+        return np.flatnonzero(np.asarray(self.split) == SPLIT_CODES[split]).astype(np.int64)
+
+    def counts(self) -> dict[str, int]:
+        """Rows per split."""
+        return {s: int(len(self.indices(s))) for s in SPLITS}
+
+    @classmethod
+    def from_arrays(cls, audio: np.ndarray, frames: np.ndarray, labels: np.ndarray, split: np.ndarray,
+                    class_names: list[str], imbalanced: np.ndarray | None = None) -> "FeatureCache":
+        """An in-memory cache (tests, small experiments); arrays are validated and cast to the cache dtypes."""
+        n = len(labels)
+        audio, frames = np.asarray(audio), np.asarray(frames)
+        if audio.ndim != 3 or frames.ndim != 5 or frames.shape[-1] != 3:
+            raise ValueError(f"expected audio [N, F, T] and frames [N, S, H, W, 3]; got {audio.shape} and "
+                             f"{frames.shape}")
+        if len(audio) != n or len(frames) != n or len(split) != n:
+            raise ValueError(f"row counts differ: audio {len(audio)}, frames {len(frames)}, labels {n}, "
+                             f"split {len(split)}")
+        labels = np.asarray(labels, dtype=np.int64)
+        if n and (labels.min() < 0 or labels.max() >= len(class_names)):
+            raise ValueError(f"labels must lie in [0, {len(class_names)}) for {len(class_names)} class names")
+        return cls(audio=audio.astype(np.float16), frames=frames.astype(np.uint8), labels=labels,
+                   split=np.asarray(split, dtype=np.int8), clip_ids=[f"{i:05d}" for i in range(n)],
+                   class_names=list(class_names),
+                   imbalanced=None if imbalanced is None else np.asarray(imbalanced, dtype=bool))
+
+
+def manifest_digest(manifest: Manifest) -> str:
+    """A hash of the clips (ids, file names and sizes, labels, splits, windows): a different clip list, or
+    files replaced by others, get a new cache. Sizes, not modification times, so a copied dataset matches."""
+    h = hashlib.sha256()
+    h.update(json.dumps(manifest.class_names).encode())
+    for r in manifest.rows:
+        files = "|".join(f"{Path(f).name}:{_size(f)}" for f in (r.video, r.audio) if f)
+        h.update(f"{r.clip_id}|{files}|{r.label}|{r.split}|{r.start}|{r.end}\n".encode())
+    return h.hexdigest()[:12]
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return -1
+
+
+def cache_key(manifest: Manifest, protocol: Protocol) -> str:
+    """The cache key: protocol hash + manifest hash."""
+    return hashlib.sha256(f"{protocol.key()}:{manifest_digest(manifest)}".encode()).hexdigest()[:12]
+
+
+def carve_val(labels: np.ndarray, split: np.ndarray, val_frac: float, seed: int) -> np.ndarray:
+    """Move a stratified, seeded `val_frac` of the train rows to val (when there is no val split yet)."""
+    split = split.copy()
+    train = np.flatnonzero(split == SPLIT_CODES["train"])
+    if val_frac <= 0 or (split == SPLIT_CODES["val"]).any() or len(train) < 2:
+        return split
+    n_val = max(1, int(round(len(train) * val_frac)))
+    y = labels[train]
+    _, counts = np.unique(y, return_counts=True)
+    stratify = y if counts.min() >= 2 and n_val >= len(counts) else None
+    _, val_idx = train_test_split(train, test_size=n_val, random_state=seed, stratify=stratify)
+    split[np.sort(val_idx)] = SPLIT_CODES["val"]
+    return split
+
+
+@dataclass(frozen=True)
+class _Task:
+    row: ManifestRow
+    protocol: Protocol
+
+
+def _process(task: _Task) -> tuple[str, Any, Any]:
+    """Decode and featurise one clip; errors come back as ("error", reason, None), never raised."""
+    r, p = task.row, task.protocol
+    try:
+        a_win = (r.start, r.end) if p.audio.window == "event" else (None, None)
+        v_win = (r.start, r.end) if p.visual.window == "event" else (None, None)
+        if not r.video:
+            raise ClipError("no video file")
+        frames = read_frames(r.video, p.visual.fps, p.visual.frames_per_clip, p.visual.frame_size, *v_win)
+        wave = read_audio(r.audio or r.video, p.audio.sample_rate, *a_win)
+        check_audio(wave, p.audio.sample_rate, p.audio.min_duration_s, p.audio.min_rms)
+        return "ok", audio_features(wave, p.audio), frames
+    except ClipError as e:
+        return "error", str(e), None
+    except Exception as e:  # noqa: BLE001 - a worker must report, not crash, on any unexpected decode failure
+        return "error", f"unexpected {type(e).__name__}: {e}", None
+
+
+def build_cache(manifest: Manifest, protocol: Protocol, cache_root: str | Path, workers: int | None = None,
+                rebuild: bool = False, progress: bool = True) -> Path:
+    """Decode every clip into the cache folder for (manifest, protocol); reuse an existing identical one."""
+    cache_root = Path(cache_root)
+    key = cache_key(manifest, protocol)
+    final = cache_root / f"{protocol.name}-{key}"
+    if (final / "meta.json").is_file() and not rebuild:
+        return final
+    if not manifest.rows:
+        raise DataError(f"{manifest.dataset}: the manifest has no clips (skipped: {len(manifest.exclusions)}); "
+                        "check the dataset folder and data/README.md")
+    t0 = time.time()
+    tmp = cache_root / f".{protocol.name}-{key}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    n = len(manifest.rows)
+    vp = protocol.visual
+    f_bins, t_frames = feature_shape(protocol.audio)
+    audio = np.lib.format.open_memmap(tmp / "audio.full.npy", "w+", np.float16, (n, f_bins, t_frames))
+    frames = np.lib.format.open_memmap(tmp / "frames.full.npy", "w+", np.uint8,
+                                       (n, vp.frames_per_clip, vp.frame_size, vp.frame_size, 3))
+    ok = np.zeros(n, dtype=bool)
+    exclusions: list[Exclusion] = list(manifest.exclusions)
+    tasks = (_Task(r, protocol) for r in manifest.rows)
+    for i, (status, a, f) in enumerate(pmap(_process, tasks, n, workers, desc=f"caching {manifest.dataset}",
+                                            progress=progress)):
+        row = manifest.rows[i]
+        if status == "ok":
+            audio[i], frames[i], ok[i] = a, f, True
+        else:
+            exclusions.append(Exclusion(row.clip_id, row.video or row.audio, a))
+    keep = np.flatnonzero(ok)
+    if len(keep) == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        reasons = sorted({e.reason for e in exclusions})
+        raise DataError(f"{manifest.dataset}: no clip could be decoded ({n} tried; reasons: {reasons}); "
+                        "see data/README.md for the expected files")
+    _compact(tmp, "audio", audio, keep)
+    _compact(tmp, "frames", frames, keep)
+    del audio, frames
+    rows = [manifest.rows[i] for i in keep]
+    labels = np.array([r.label for r in rows], dtype=np.int64)
+    split = np.array([SPLIT_CODES[r.split] for r in rows], dtype=np.int8)
+    split = carve_val(labels, split, protocol.val_frac, protocol.split_seed)
+    np.save(tmp / "labels.npy", labels)
+    np.save(tmp / "split.npy", split)
+    has_flags = all(r.imbalanced is not None for r in rows)
+    if has_flags:
+        np.save(tmp / "imbalanced.npy", np.array([bool(r.imbalanced) for r in rows]))
+    write_exclusions(tmp / "exclusions.csv", exclusions)
+    counts = {s: int((split == c).sum()) for s, c in SPLIT_CODES.items()}
+    meta = {
+        "format": CACHE_FORMAT, "dataset": manifest.dataset, "key": key, "protocol_key": protocol.key(),
+        "protocol": protocol.to_dict(), "class_names": manifest.class_names,
+        "clip_ids": [r.clip_id for r in rows], "counts": counts, "excluded": len(exclusions),
+        "has_imbalanced": has_flags, "seconds": round(time.time() - t0, 1),
+    }
+    (tmp / "meta.json").write_text(json.dumps(meta))
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    if progress:
+        print(f"{manifest.dataset}: cached {len(rows)} clips (train {counts['train']}, val {counts['val']}, "
+              f"test {counts['test']}); skipped {len(exclusions)} (see {final / 'exclusions.csv'}) "
+              f"in {meta['seconds']} s")
+    return final
+
+
+def _compact(folder: Path, name: str, full: np.memmap, keep: np.ndarray) -> None:
+    """Write rows `keep` of the full-size temporary array to `<name>.npy` (renamed when nothing was skipped)."""
+    full.flush()
+    src = folder / f"{name}.full.npy"
+    if len(keep) == len(full):
+        os.replace(src, folder / f"{name}.npy")
+        return
+    out = np.lib.format.open_memmap(folder / f"{name}.npy", "w+", full.dtype, (len(keep), *full.shape[1:]))
+    for s in range(0, len(keep), 256):
+        out[s:s + 256] = full[keep[s:s + 256]]
+    out.flush()
+    del out
+    src.unlink()
+
+
+def load_cache(path: str | Path) -> FeatureCache:
+    """Open a cache folder written by `build_cache` (arrays memory-mapped, no pickle)."""
+    path = Path(path)
+    meta_path = path / "meta.json"
+    if not meta_path.is_file():
+        raise DataError(f"{path} is not a feature cache (no meta.json); build one with mmgap.data.prepare")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("format") != CACHE_FORMAT:
+        raise DataError(f"{path}: cache format {meta.get('format')} != {CACHE_FORMAT}; rebuild it "
+                        "(prepare(..., rebuild=True))")
+
+    def arr(name: str) -> np.ndarray:
+        return np.load(path / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+
+    return FeatureCache(
+        audio=arr("audio"), frames=arr("frames"), labels=np.asarray(arr("labels")), split=np.asarray(arr("split")),
+        clip_ids=list(meta["clip_ids"]), class_names=list(meta["class_names"]),
+        imbalanced=np.asarray(arr("imbalanced")) if meta.get("has_imbalanced") else None,
+        protocol=meta["protocol"], path=path,
+    )

@@ -1,0 +1,223 @@
+"""Batches from a feature cache: `TensorBatcher` (fast path, whole split in memory) and `AVDataset` + loader.
+
+Both yield the `Batch` dict of `mmgap.strategy`: ``audio`` [B, 1, F, T] float32, ``frames`` [B, T, 3, H, W]
+float32 normalised with the ImageNet mean/std, ``label`` [B] int64 and ``index`` [B] int64 (row in the cache).
+
+Frame rule (S stored frames of side P, `num_frames` segments, output side I):
+- segments: the S frames are split into `num_frames` equal segments; frame ``floor((k + u) * S / num_frames)``
+  of segment k is taken, with u ~ U[0, 1) in training (a random frame per segment) and u = 0.5 in evaluation
+  (the centre frame); with S < num_frames frames repeat.
+- crop: when P > I, a square of side c = round(I * max(1, 0.8 P / I)) (so at most the central 80 % of a
+  large frame is resized to I: 224 -> 20 keeps the centre 179 px; 24 -> 20 crops 20 px); when P <= I,
+  c = round(0.875 P) in training and c = P in evaluation. Training draws the crop position at random (the
+  same for every frame of a clip) and flips the clip horizontally with probability 1/2; evaluation takes
+  the centre crop. A crop of side c != I is resized to I (bilinear, antialiased when shrinking).
+Randomness is drawn from a generator seeded by (seed, epoch): `set_epoch` makes shuffling and augmentation a
+pure function of (seed, epoch), which bit-identical resume relies on.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from mmgap.data.cache import FeatureCache
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+Batch = dict[str, torch.Tensor]
+
+
+def epoch_generator(seed: int, epoch: int, salt: int = 0) -> torch.Generator:
+    """A CPU generator that depends only on (seed, epoch, salt)."""
+    mixed = np.random.SeedSequence([int(seed), int(epoch), int(salt), 0x6D6D67]).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(mixed) & 0x7FFF_FFFF_FFFF_FFFF)
+
+
+def crop_side(stored: int, image_size: int, train: bool) -> int:
+    """Side of the square crop taken from a stored frame of side `stored` (rule in the module docstring)."""
+    if stored > image_size:
+        return min(stored, round(image_size * max(1.0, stored / (image_size / 0.8))))
+    return max(1, round(0.875 * stored)) if train else stored
+
+
+def transform_frames(frames: torch.Tensor, num_frames: int, image_size: int, train: bool,
+                     gen: torch.Generator | None = None) -> torch.Tensor:
+    """uint8 [B, S, P, P, 3] -> float32 [B, num_frames, 3, I, I]: segment sampling, crop, flip, normalise."""
+    b, s, p = frames.shape[0], frames.shape[1], frames.shape[2]
+    dev = frames.device
+    k = torch.arange(num_frames, dtype=torch.float64)
+    u = torch.rand(b, num_frames, generator=gen, dtype=torch.float64) if train else torch.full((b, num_frames), 0.5,
+                                                                                               dtype=torch.float64)
+    fidx = torch.floor((k + u) * s / num_frames).long().clamp_(0, s - 1).to(dev)
+    c = crop_side(p, image_size, train)
+    if train:
+        off = torch.randint(0, p - c + 1, (b, 2), generator=gen)
+        flip = torch.rand(b, generator=gen) < 0.5
+    else:
+        off = torch.full((b, 2), (p - c) // 2, dtype=torch.long)
+        flip = torch.zeros(b, dtype=torch.bool)
+    ar = torch.arange(c)
+    rows, cols = (off[:, :1] + ar).to(dev), (off[:, 1:] + ar).to(dev)
+    bi = torch.arange(b, device=dev)
+    x = frames[bi[:, None, None, None], fidx[:, :, None, None], rows[:, None, :, None], cols[:, None, None, :]]
+    if train:
+        flip = flip.to(dev)[:, None, None, None, None]
+        x = torch.where(flip, x.flip(3), x)
+    x = x.permute(0, 1, 4, 2, 3).float().div_(255.0)  # [B, T, 3, c, c]
+    if c != image_size:
+        x = F.interpolate(x.reshape(b * num_frames, 3, c, c), size=(image_size, image_size), mode="bilinear",
+                          align_corners=False, antialias=c > image_size).reshape(b, num_frames, 3, image_size,
+                                                                                 image_size)
+    mean = torch.tensor(IMAGENET_MEAN, device=dev).view(1, 1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=dev).view(1, 1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def _rows(cache: FeatureCache, split: str, indices: np.ndarray | None) -> np.ndarray:
+    rows = cache.indices(split)
+    if indices is not None:
+        idx = np.asarray(indices, dtype=np.int64)
+        bad = np.setdiff1d(idx, rows)
+        if len(bad):
+            raise ValueError(f"indices must be rows of the {split!r} split; {len(bad)} are not (e.g. {bad[:5]})")
+        rows = idx
+    return rows
+
+
+class TensorBatcher:
+    """The split's rows as tensors on `device`; batches gathered by index, augmentation done on the batch."""
+
+    def __init__(self, cache: FeatureCache, split: str, batch_size: int, train: bool, num_frames: int,
+                 image_size: int, device: str | torch.device = "cpu", seed: int = 0, drop_last: bool = False,
+                 indices: np.ndarray | None = None) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size}; expected >= 1")
+        self.rows = _rows(cache, split, indices)
+        self.split, self.batch_size, self.train = split, batch_size, train
+        self.num_frames, self.image_size, self.seed, self.drop_last = num_frames, image_size, seed, drop_last
+        self.device = torch.device(device)
+        self.epoch = 0
+        pin = self.device.type == "cuda"
+        audio = torch.from_numpy(np.ascontiguousarray(cache.audio[self.rows])).float().unsqueeze(1)
+        frames = torch.from_numpy(np.ascontiguousarray(cache.frames[self.rows]))
+        labels = torch.from_numpy(np.asarray(cache.labels)[self.rows].astype(np.int64))
+        index = torch.from_numpy(self.rows.copy())
+        if pin:
+            audio, frames, labels, index = (t.pin_memory() for t in (audio, frames, labels, index))
+        self.audio, self.frames = audio.to(self.device), frames.to(self.device)
+        self.labels, self.index = labels.to(self.device), index.to(self.device)
+
+    @property
+    def num_samples(self) -> int:
+        """Rows in this split (or subset)."""
+        return len(self.rows)
+
+    def __len__(self) -> int:
+        n = self.num_samples
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next iteration's order and augmentation a function of (seed, epoch)."""
+        self.epoch = int(epoch)
+
+    def __iter__(self) -> Iterator[Batch]:
+        gen = epoch_generator(self.seed, self.epoch)
+        n = self.num_samples
+        order = torch.randperm(n, generator=gen) if self.train else torch.arange(n)
+        for i in range(len(self)):
+            sel = order[i * self.batch_size:(i + 1) * self.batch_size].to(self.device)
+            yield {
+                "audio": self.audio[sel],
+                "frames": transform_frames(self.frames[sel], self.num_frames, self.image_size, self.train, gen),
+                "label": self.labels[sel],
+                "index": self.index[sel],
+            }
+
+
+class AVDataset(Dataset):
+    """Per-item access to a split (for caches that do not fit in memory); same outputs as TensorBatcher rows."""
+
+    def __init__(self, cache: FeatureCache, split: str, train: bool, num_frames: int, image_size: int,
+                 seed: int = 0, indices: np.ndarray | None = None) -> None:
+        self.cache, self.rows = cache, _rows(cache, split, indices)
+        self.split, self.train, self.num_frames, self.image_size, self.seed = split, train, num_frames, image_size, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Augmentation of item i becomes a function of (seed, epoch, row)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> Batch:
+        row = int(self.rows[i])
+        gen = epoch_generator(self.seed, self.epoch, salt=row + 1)
+        frames = torch.from_numpy(np.ascontiguousarray(self.cache.frames[row]))[None]
+        return {
+            "audio": torch.from_numpy(np.asarray(self.cache.audio[row], dtype=np.float32))[None],
+            "frames": transform_frames(frames, self.num_frames, self.image_size, self.train, gen)[0],
+            "label": torch.tensor(int(self.cache.labels[row]), dtype=torch.long),
+            "index": torch.tensor(row, dtype=torch.long),
+        }
+
+
+class EpochSampler(Sampler[int]):
+    """Shuffled (training) or sequential positions; the order is a function of (seed, epoch)."""
+
+    def __init__(self, n: int, shuffle: bool, seed: int = 0) -> None:
+        self.n, self.shuffle, self.seed, self.epoch = n, shuffle, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch whose order the next iteration yields."""
+        self.epoch = int(epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        if not self.shuffle:
+            return iter(range(self.n))
+        return iter(torch.randperm(self.n, generator=epoch_generator(self.seed, self.epoch)).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+class AVLoader:
+    """A DataLoader over `AVDataset` with the TensorBatcher interface (`set_epoch`, `num_samples`)."""
+
+    def __init__(self, dataset: AVDataset, batch_size: int, shuffle: bool, num_workers: int = 0,
+                 drop_last: bool = False, pin_memory: bool = False) -> None:
+        self.dataset = dataset
+        self.sampler = EpochSampler(len(dataset), shuffle, dataset.seed)
+        self.loader = DataLoader(dataset, batch_size=batch_size, sampler=self.sampler, num_workers=num_workers,
+                                 drop_last=drop_last, pin_memory=pin_memory)
+
+    @property
+    def num_samples(self) -> int:
+        """Rows in this split (or subset)."""
+        return len(self.dataset)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Order and augmentation of the next iteration depend on (seed, epoch) only."""
+        self.dataset.set_epoch(epoch)
+        self.sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[Batch]:
+        return iter(self.loader)
+
+
+def make_loader(cache: FeatureCache, split: str, batch_size: int, train: bool, num_frames: int, image_size: int,
+                seed: int = 0, num_workers: int = 0, drop_last: bool = False, indices: np.ndarray | None = None,
+                pin_memory: bool = False) -> AVLoader:
+    """The per-item DataLoader path (shuffled in training), for caches that do not fit in memory."""
+    ds = AVDataset(cache, split, train, num_frames, image_size, seed, indices)
+    return AVLoader(ds, batch_size, shuffle=train, num_workers=num_workers, drop_last=drop_last,
+                    pin_memory=pin_memory)

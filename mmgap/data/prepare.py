@@ -1,0 +1,72 @@
+"""`prepare(dataset, ...)`: the one call notebooks use to get a feature cache (generate/find, decode, cache)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from mmgap.config import Preset, get_preset
+from mmgap.data import ave, crema_d, embedded, generic, kinetics_sounds
+from mmgap.data.cache import FeatureCache, build_cache, load_cache
+from mmgap.data.manifest import README_HINT, DataError, Manifest
+from mmgap.data.protocols import PROTOCOLS, Protocol, embedded_protocol
+from mmgap.paths import resolve
+
+DATASETS = ("embedded", "crema_d", "ave", "kinetics_sounds", "generic")
+_MODULES = {"crema_d": crema_d, "ave": ave, "kinetics_sounds": kinetics_sounds, "generic": generic}
+
+
+def embedded_root(data_dir: str | Path | None, preset: Preset, data_seed: int) -> Path:
+    """Folder of the generated dataset: `<data_dir>/<preset>-seed<k>` (a config hash is added to a preset
+    whose embedded section was overridden, so variants do not overwrite each other)."""
+    base = resolve(data_dir) if data_dir is not None else resolve("data/embedded")
+    cfg = preset.embedded
+    name = preset.name
+    if cfg != get_preset(preset.name).embedded:
+        digest = hashlib.sha256(json.dumps(dataclasses.asdict(cfg), sort_keys=True).encode()).hexdigest()[:8]
+        name = f"{name}-{digest}"
+    return base / f"{name}-seed{data_seed}"
+
+
+def build_dataset_manifest(dataset: str, root: Path, data_seed: int = 0, **kwargs: Any) -> Manifest:
+    """The manifest of a real dataset folder (raises DataError with a README pointer when it is missing)."""
+    if not root.exists():
+        raise DataError(f"{dataset}: dataset folder {root} does not exist. Download the dataset and put it "
+                        f"there (or pass data_dir=...); {README_HINT}.")
+    if dataset == "crema_d":
+        return crema_d.build_manifest(root, split_seed=data_seed, **kwargs)
+    return _MODULES[dataset].build_manifest(root, **kwargs)
+
+
+def prepare(dataset: str = "embedded", data_dir: str | Path | None = None, preset: Preset | str = "demo",
+            seed: int = 0, workers: int | None = None, rebuild: bool = False, *, data_seed: int = 0,
+            protocol: Protocol | None = None, progress: bool = True, **manifest_kwargs: Any) -> FeatureCache:
+    """Generate or find the raw data, build or reuse its feature cache, and return it (memory-mapped).
+
+    `seed` is the run seed and does not change the data: the embedded dataset, the CREMA-D 9:1 split and
+    the validation carve are fixed by `data_seed` (default 0), so every run seed trains on the same dataset
+    and cache, as with a real dataset. `workers`: processes (None automatic, 0 serial). `rebuild` rebuilds
+    the cache (the generated embedded clips are reused when identical). `protocol` overrides the dataset's
+    default protocol; extra keyword arguments go to the dataset's `build_manifest` (e.g. CREMA-D's
+    `split_files`).
+    """
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; valid datasets: {', '.join(DATASETS)}")
+    p = get_preset(preset) if isinstance(preset, str) else preset
+    del seed  # documented above: the run seed does not select the data
+    if dataset == "embedded":
+        root = embedded.generate_embedded(embedded_root(data_dir, p, data_seed), p.embedded, data_seed,
+                                          workers=workers, progress=progress)
+        manifest = embedded.build_manifest(root)
+        proto = protocol or embedded_protocol(p.embedded, val_frac=p.train.val_frac, split_seed=data_seed)
+        cache_root = root / "cache"
+    else:
+        root = resolve(data_dir) if data_dir is not None else resolve(f"data/{dataset}")
+        manifest = build_dataset_manifest(dataset, root, data_seed, **manifest_kwargs)
+        proto = protocol or PROTOCOLS[dataset].replace(val_frac=p.train.val_frac, split_seed=data_seed)
+        cache_root = (root.parent if root.is_file() else root) / "cache"
+    path = build_cache(manifest, proto, cache_root, workers=workers, rebuild=rebuild, progress=progress)
+    return load_cache(path)
