@@ -99,20 +99,34 @@ class AudioEncoder(nn.Module):
         return self.trunk(audio).mean(dim=(2, 3))
 
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
 class VisualEncoder(nn.Module):
-    """Frames [B, T, 3, H, W] -> ResNet-18 on the B*T images -> average over time and space -> [B, 8w]."""
+    """Frames [B, T, 3, H, W] -> ResNet-18 on the B*T images -> average over time and space -> [B, 8w].
+
+    uint8 frames (raw pixels, as the fast data path delivers them) are normalised here with the ImageNet
+    mean/std, on the model's device; float frames are taken as already normalised.
+    """
 
     def __init__(self, width: int = 64) -> None:
         super().__init__()
         self.trunk = resnet18_encoder(3, width)
         self.out_dim = 8 * width
+        # not persistent: constants, kept out of checkpoints
+        self.register_buffer("pixel_scale", 1.0 / (255.0 * torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)), persistent=False)
+        self.register_buffer("pixel_shift", (torch.tensor(IMAGENET_MEAN) / torch.tensor(IMAGENET_STD)).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         """Visual features φ^v [B, 8w]."""
         if frames.dim() != 5 or frames.shape[2] != 3:
             raise ValueError(f"frames must be [B, T, 3, H, W]; got shape {tuple(frames.shape)}")
         b, t = frames.shape[:2]
-        maps = self.trunk(frames.flatten(0, 1))  # [B*T, C, h, w]
+        images = frames.flatten(0, 1)
+        if images.dtype == torch.uint8:  # (x / 255 - mean) / std in one fused multiply-add
+            images = torch.addcmul(-self.pixel_shift, images.float(), self.pixel_scale)
+        maps = self.trunk(images)  # [B*T, C, h, w]
         return maps.mean(dim=(2, 3)).reshape(b, t, -1).mean(dim=1)
 
 

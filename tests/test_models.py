@@ -125,3 +125,18 @@ def test_bad_shapes_raise_clear_errors() -> None:
         model(torch.randn(2, 1, 40, 32), torch.randn(2, 3, 20, 20))
     with pytest.raises(ValueError, match="num_classes"):
         AVClassifier(1)
+
+
+def test_uint8_frames_are_normalised_inside_the_model() -> None:
+    """Raw uint8 pixels give the same output as frames normalised by hand with the ImageNet mean/std."""
+    from mmgap.models import IMAGENET_MEAN, IMAGENET_STD
+
+    torch.manual_seed(0)
+    model = AVClassifier(5, width=4).eval()
+    pixels = torch.randint(0, 256, (3, 2, 3, 16, 16), dtype=torch.uint8)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 1, 3, 1, 1)
+    by_hand = (pixels.float() / 255.0 - mean) / std
+    audio = torch.randn(3, 1, 20, 16)
+    torch.testing.assert_close(model(audio, pixels).fused, model(audio, by_hand).fused, atol=1e-5, rtol=1e-5)
+    assert not any("pixel" in k for k in model.state_dict()), "normalisation constants must stay out of checkpoints"
