@@ -1,0 +1,259 @@
+"""The sweeps behind notebooks 05-07: plans, validation, verdicts, and tiny real runs at the smoke preset."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mmgap import experiments as ex
+from mmgap.config import get_preset
+from mmgap.data import FeatureCache
+
+SMOKE = get_preset("smoke", warmup_epochs=1, adaptive_epochs=1)  # the smallest real two-stage run
+
+
+# ------------------------------------------------------------------------------------------------ plans
+
+
+def test_plan_has_the_papers_rows_and_shares_the_full_model():
+    base = ex.AdaptiveSetting.from_preset(get_preset("demo"))
+    plan = ex.ablation_plan(["VI", "III", "IV", "V"], base)  # order given is not the order run
+    assert [p.table for p in plan][:1] == ["III"]
+    counts = pd.Series([p.table for p in plan]).value_counts().to_dict()
+    assert counts == {"III": 6, "IV": 4, "V": 6, "VI": 5}
+    full = [p for p in plan if p.setting == base]
+    # the full model is row 1 of III, SGD-reset of IV, GMM(Prob) of V and rho 0.95 of VI
+    assert sorted((p.table, p.row) for p in full) == [
+        ("III", "Ours (full model)"), ("IV", "SGD (reset state)"), ("V", "GMM(Prob)"), ("VI", "0.95")]
+    # 21 rows, of which 3 repeat the full model: 18 distinct runs per seed
+    assert len(ex.distinct_settings(plan)) == 21 - 3
+
+
+def test_setting_overrides_give_adam_its_own_rate_and_distinct_keys():
+    base = ex.AdaptiveSetting()
+    adam_same = ex.AdaptiveSetting(optimizer="adam", reset_optimizer=False)
+    assert "lr" not in base.preset_overrides(0.01)
+    assert adam_same.preset_overrides(0.01)["lr"] == 0.01
+    assert ex.adam_lr_for(get_preset("demo")) == pytest.approx(0.01)  # 0.2 × SGD's 0.05
+    assert ex.adam_lr_for(get_preset("paper")) == pytest.approx(4e-4)  # 0.2 × the paper's 2e-3
+    assert adam_same.key == "full-adam-same-gmm-prob-rho0.95"
+    plan = ex.ablation_plan(ex.TABLES, base)
+    keys = {p.setting.key for p in plan}
+    assert len(keys) == len(ex.distinct_settings(plan))  # folder names never collide
+
+
+@pytest.mark.parametrize("bad, match",
+                         [([], "non-empty"), (["VII"], "unknown"), ("3", "list"), ("VII", "unknown")])
+def test_check_tables_rejects_unknown_tables(bad, match):
+    with pytest.raises(ValueError, match=match):
+        ex.check_tables(bad)
+
+
+def test_check_tables_accepts_a_comma_string():
+    assert ex.check_tables("VI, III") == ["III", "VI"]
+
+
+def test_check_seeds():
+    assert ex.check_seeds(None, get_preset("demo")) == [0, 1, 2]
+    assert ex.check_seeds(None, get_preset("demo"), first=5) == [5, 6, 7]
+    assert ex.check_seeds(3, SMOKE) == [3]
+    for bad in ([], [0, 0], [-1], ["a"], [True]):
+        with pytest.raises(ValueError, match="seeds"):
+            ex.check_seeds(bad, SMOKE)
+
+
+def test_check_taus_and_methods():
+    assert ex.check_taus([0.9, 0.5, 0.9]) == [0.5, 0.9]
+    for bad in ([], [0.0], [1.5], ["x"]):
+        with pytest.raises(ValueError, match="taus"):
+            ex.check_taus(bad)
+    assert ex.check_methods(["concat", "ours_kl"]) == ["concat", "ours_kl"]
+    assert ex.check_methods(None)[-2:] == ["ours_prob", "ours_kl"]
+    with pytest.raises(ValueError, match="unknown"):
+        ex.check_methods(["ogm_gee"])
+
+
+# ------------------------------------------------------------------------------------------------ verdicts
+
+
+def _rows(values: dict[str, list[float]]) -> pd.DataFrame:
+    return pd.DataFrame([{"method": m, "seed": i, "acc": v, "f1": v} for m, vs in values.items()
+                         for i, v in enumerate(vs)])
+
+
+def test_verdict_wins_ties_and_losses_follow_the_seed_spread():
+    # ours 0.80 ± 0.01, concat 0.70 ± 0.01: a 10-point win, spread 1 point
+    win = ex.verdict(_rows({"concat": [0.69, 0.70, 0.71], "ours_prob": [0.79, 0.80, 0.81]}), metrics=("acc",))
+    assert "ours wins by 10.00 points" in win
+    # ours 0.72 ± 0.05 vs 0.70 ± 0.01: +2 points within a 5-point spread
+    tie = ex.verdict(_rows({"concat": [0.69, 0.70, 0.71], "ours_prob": [0.67, 0.72, 0.77]}), metrics=("acc",))
+    assert "+2.00 points" in tie and "a tie" in tie
+    values = {"mla": [0.89, 0.90, 0.91], "concat": [0.5, 0.5, 0.5], "ours_prob": [0.79, 0.80, 0.81]}
+    loss = ex.verdict(_rows(values), metrics=("acc",))
+    assert "ours loses by 10.00 points" in loss and "baselines above ours on accuracy: MLA" in loss
+    single = ex.verdict(_rows({"concat": [0.7], "ours_prob": [0.8]}), metrics=("acc",))
+    assert "single seed" in single
+
+
+def test_describe_purification_counts_clear_gains():
+    rows = pd.DataFrame([
+        {"row": "Baseline", "tau": 0.0, "seed": s, "data_pct": 100.0, "acc": a}
+        for s, a in enumerate([0.70, 0.71, 0.72])
+    ] + [
+        {"row": "≥ 50%", "tau": 0.5, "seed": s, "data_pct": 80.0, "acc": a}
+        for s, a in enumerate([0.75, 0.76, 0.77])
+    ] + [
+        {"row": "≥ 90%", "tau": 0.9, "seed": s, "data_pct": 60.0, "acc": math.nan} for s in range(3)
+    ])
+    text = ex.describe_purification(rows)
+    assert "71.00 ± 1.00 % over 3 seed(s)" in text
+    assert "w0 ≥ 0.50: 80.0 % of the data, 76.00 % accuracy (+5.00 points, clearly better)" in text
+    assert "too few clips" in text
+    assert "at 1 of 2 thresholds" in text
+
+
+def test_describe_ablations_names_the_best_row():
+    full = ex.AdaptiveSetting().key
+    rows = pd.DataFrame(
+        [{"table": "VI", "row": "0.95", "setting": full, "seed": s, "acc": a, "warmup_acc": 0.75}
+         for s, a in enumerate([0.8, 0.82])]
+        + [{"table": "VI", "row": "1.00", "setting": "x", "seed": s, "acc": a} for s, a in enumerate([0.7, 0.71])]
+    )
+    text = ex.describe_ablations(rows, full)
+    assert "1.00: 70.50 % (-10.50 points, worse than the full model)" in text
+    assert "best row: 0.95 (the full model)" in text
+    assert "Its warm-up alone (Eq. 10, before the adaptive stage): 75.00 ± 0.00 %." in text
+
+
+# ------------------------------------------------------------------------------------------------ real runs
+
+
+@pytest.fixture(scope="module")
+def cache() -> FeatureCache:
+    """120 clips, 4 classes; the audio carries the label, the frames are noise (a weak visual branch)."""
+    rng = np.random.default_rng(0)
+    n, k = 120, 4
+    labels = np.arange(n) % k
+    audio = rng.normal(size=(n, 16, 16)).astype(np.float32)
+    audio[np.arange(n), labels * 4, :] += 3.0
+    frames = rng.integers(0, 255, size=(n, 2, 20, 20, 3)).astype(np.uint8)
+    split = np.zeros(n, np.int8)
+    split[64:88] = 1
+    split[88:] = 2
+    return FeatureCache.from_arrays(audio, frames, labels, split, [f"class{i}" for i in range(k)])
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    folder = tmp_path_factory.mktemp("runs")
+    mp.setenv("MMGAP_RUNS_DIR", str(folder))
+    yield folder
+    mp.undo()
+
+
+def _check_scores(row: dict) -> None:
+    for m in ("acc", "f1", "acc_a", "acc_v", "val_acc"):
+        assert 0.0 <= row[m] <= 1.0, (m, row[m])
+
+
+def test_run_ablations_shares_the_full_model_and_reuses_finished_runs(cache, runs, monkeypatch):
+    monkeypatch.setattr(ex, "ABLATION_ROWS", (("full", "Ours (full model)"),))
+    monkeypatch.setattr(ex, "RHOS", (1.0, 0.95))
+    logs: list[str] = []
+    rows = ex.run_ablations(cache, SMOKE, tables=["III", "VI"], seeds=[0], log=logs.append)
+    assert list(rows["table"]) == ["III", "VI", "VI"]
+    assert list(rows["row"]) == ["Ours (full model)", "1.00", "0.95"]
+    assert {"table", "row", "setting", "seed", "acc", "f1", "acc_a", "acc_v", "seconds", "reused"} <= set(rows)
+    for row in rows.to_dict(orient="records"):
+        _check_scores(row)
+    full = rows[rows["row"] != "1.00"]
+    assert full["setting"].nunique() == 1 and full["acc"].nunique() == 1  # one run serves both tables
+    assert any("training one" in line for line in logs)  # the warm-up was trained once, with a note
+    assert (runs / "smoke" / "warmup").is_dir()
+    again = ex.run_ablations(cache, SMOKE, tables=["VI"], seeds=[0], log=logs.append)
+    assert again["reused"].all()
+    assert list(again["acc"]) == list(rows.loc[rows["table"] == "VI", "acc"])
+
+
+def test_run_purification_rows(cache, runs):
+    rows = ex.run_purification(cache, SMOKE, taus=[0.5], seeds=[0], log=lambda *_: None)
+    assert list(rows["tau"]) == [0.0, 0.5]
+    base, cut = rows.iloc[0], rows.iloc[1]
+    assert base["data_pct"] == 100.0 and base["subset_size"] == base["train_size"] == 64
+    assert 0.0 < cut["data_pct"] <= 100.0
+    assert cut["subset_size"] == round(cut["data_pct"] * 64 / 100)
+    if not math.isnan(cut["acc"]):
+        _check_scores(cut.to_dict())
+    _check_scores(base.to_dict())
+    assert 0.0 <= base["warmup_acc"] <= 1.0
+    assert base["warmup_acc"] == cut["warmup_acc"]  # one warm-up per seed serves every threshold
+    table = ex.purification_table(rows)
+    assert list(table.columns) == ["w0 threshold", "Data (%)", "Accuracy (%)", "Macro F1 (%)", "n"]
+    assert table.iloc[0]["Data (%)"] == "100.0"
+
+
+def test_run_methods_rows_and_reuse_of_ours(cache, runs):
+    rows = ex.run_methods(cache, SMOKE, methods=["concat", "ours_prob"], seeds=[0], log=lambda *_: None)
+    assert list(rows["method"]) == ["concat", "ours_prob"]
+    assert list(rows["label"]) == ["Baseline (Concat)", "Ours (Prob Gap)"]
+    for row in rows.to_dict(orient="records"):
+        _check_scores(row)
+    # ours_prob is the full model of notebook 05: the same setting, hence the same (shared) run folder
+    ours = rows[rows["method"] == "ours_prob"].iloc[0]
+    assert ours["setting"] == ex.AdaptiveSetting.from_preset(SMOKE).key
+    assert str(runs / "smoke" / "adaptive") in ours["run_dir"]
+    assert "Accuracy" in ex.verdict(rows)
+
+
+@pytest.mark.slow
+def test_parallel_workers_give_the_serial_results(cache, runs, tmp_path):
+    """Two worker processes (each one torch thread) reproduce the serial runs exactly; logs come back."""
+    import json
+
+    import torch
+
+    from mmgap.data import load_cache
+    from mmgap.data.cache import CACHE_FORMAT
+
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    for name in ("audio", "frames", "labels", "split"):
+        np.save(folder / f"{name}.npy", np.asarray(getattr(cache, name)))
+    (folder / "meta.json").write_text(json.dumps({"format": CACHE_FORMAT, "clip_ids": cache.clip_ids,
+                                                  "class_names": cache.class_names, "protocol": {}}))
+    disk = load_cache(folder)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        serial = ex.run_methods(disk, SMOKE, ["concat"], seeds=[0, 1], root=tmp_path / "a", workers=1,
+                                log=lambda *_: None)
+    finally:
+        torch.set_num_threads(threads)
+    parallel = ex.run_methods(disk, SMOKE, ["concat"], seeds=[0, 1], root=tmp_path / "b", workers=2,
+                              log=lambda *_: None)
+    assert list(parallel["seed"]) == [0, 1]
+    assert not parallel["reused"].any()
+    for m in ("acc", "f1", "acc_a", "acc_v"):
+        assert list(parallel[m]) == list(serial[m]), m
+    assert ex.default_workers("cpu") >= 1
+
+
+def test_a_diverging_baseline_leaves_an_empty_row_and_is_retried(cache, runs, monkeypatch):
+    import mmgap.train
+
+    def diverge(*args, **kwargs):
+        raise FloatingPointError("training loss became nan in pmr epoch 0: lower the learning rate")
+
+    monkeypatch.setattr(mmgap.train, "train_baseline", diverge)
+    logs: list[str] = []
+    rows = ex.run_methods(cache, SMOKE, ["pmr"], seeds=[0], log=logs.append)
+    row = rows.iloc[0]
+    assert math.isnan(row["acc"]) and "FloatingPointError" in row["error"]
+    assert any(line.startswith("FAILED: pmr, seed 0") for line in logs)
+    assert ex.table_of(rows, "label").iloc[0]["acc"] == "–"
+    # not stored as finished: the next call trains it again
+    assert not list((runs / "smoke" / "07_baselines" / "runs").glob("pmr-*/seed0/result.json"))
