@@ -33,6 +33,9 @@ def manifest(tmp_path_factory):
         ("silent", str(write_video(d / "silent.mp4", frames_ramp(4), fps=2, audio=np.zeros(8000), sr=8000)), ""),
         ("wav", str(write_video(d / "wav.mp4", frames_ramp(4), fps=2)), str(write_wav(d / "w.wav", tone(500, 1, 8000), 8000))),
     ]
+    good = open(rows[0].video, "rb").read()
+    (d / "truncated.mp4").write_bytes(good[: len(good) // 2])
+    bad.append(("truncated", str(d / "truncated.mp4"), ""))
     for cid, v, a in bad:
         rows.append(ManifestRow(cid, v, a, 0, "a", "train"))
     return Manifest("tiny", ["a", "b", "c"], rows)
@@ -47,7 +50,7 @@ def built(manifest, tmp_path_factory):
 def test_shapes_dtypes_and_values(built):
     _, path = built
     c = load_cache(path)
-    n = 13  # 12 good clips + the one with a separate WAV; 3 skipped
+    n = 13  # 12 good clips + the one with a separate WAV; 4 skipped
     assert c.audio.shape == (n, 33, 126) and c.audio.dtype == np.float16  # 64/2+1 bins, 1 + 4000/32 frames
     assert c.frames.shape == (n, 2, 16, 16, 3) and c.frames.dtype == np.uint8
     assert c.labels.dtype == np.int64 and c.split.dtype == np.int8
@@ -63,8 +66,8 @@ def test_exclusions_written_with_reasons(built):
     _, path = built
     with open(path / "exclusions.csv") as fh:
         reasons = {r["clip_id"]: r["reason"] for r in csv.DictReader(fh)}
-    assert set(reasons) == {"corrupt", "mute", "silent"}
-    assert reasons["corrupt"].startswith("undecodable")
+    assert set(reasons) == {"corrupt", "mute", "silent", "truncated"}
+    assert reasons["corrupt"].startswith("undecodable") and reasons["truncated"].startswith("undecodable")
     assert reasons["mute"] == "no audio track"
     assert reasons["silent"].startswith("silent audio")
 
