@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from mmgap.data.cache import FeatureCache
-from mmgap.data.dataset import IMAGENET_MEAN, IMAGENET_STD, AVDataset, TensorBatcher, crop_side, make_loader
+from mmgap.data.dataset import (AVDataset, TensorBatcher, _crop_gather, _crop_slices, crop_side, make_loader,
+                                transform_frames)
 
 N, S, P = 10, 4, 24
 
@@ -24,10 +25,9 @@ def coded_cache(p: int = P) -> FeatureCache:
 
 
 def pixels(frames: torch.Tensor) -> torch.Tensor:
-    """Undo the ImageNet normalisation: back to 0..255 values."""
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 1, 3, 1, 1)
-    return (frames * std + mean) * 255.0
+    """Batches carry raw uint8 pixels (the model normalises them): as float for comparisons."""
+    assert frames.dtype == torch.uint8
+    return frames.float()
 
 
 def test_batch_contract_shapes_and_dtypes():
@@ -36,7 +36,7 @@ def test_batch_contract_shapes_and_dtypes():
     assert len(b) == len(batches) == 2 and b.num_samples == 6  # ceil(6 / 4)
     x = batches[0]
     assert x["audio"].shape == (4, 1, 3, 7) and x["audio"].dtype == torch.float32
-    assert x["frames"].shape == (4, 2, 3, 20, 20) and x["frames"].dtype == torch.float32
+    assert x["frames"].shape == (4, 2, 3, 20, 20) and x["frames"].dtype == torch.uint8
     assert x["label"].dtype == torch.int64 and x["index"].dtype == torch.int64
     seen = torch.cat([y["index"] for y in batches])
     assert sorted(seen.tolist()) == [0, 1, 2, 3, 4, 5]  # every train row once per epoch
@@ -120,3 +120,22 @@ def test_avdataset_and_loader_match_the_batcher_in_eval():
     loader.set_epoch(1)
     assert [y["index"].tolist() for y in loader] == first and len(loader) == 2 and loader.num_samples == 6
     assert sorted(sum(first, [])) == [0, 1, 2, 3, 4, 5]
+
+
+def test_cuda_gather_and_cpu_slices_crop_the_same_pixels():
+    """The single-kernel gather used on CUDA and the slicing loop used on a CPU agree bit for bit."""
+    gen = torch.Generator().manual_seed(3)
+    frames = torch.randint(0, 256, (5, 4, 12, 12, 3), generator=gen, dtype=torch.uint8)
+    fidx = torch.randint(0, 4, (5, 2), generator=gen)
+    off = torch.randint(0, 12 - 9 + 1, (5, 2), generator=gen)
+    flip = torch.tensor([True, False, True, True, False])
+    a, b = _crop_slices(frames, fidx, off, flip, 9), _crop_gather(frames, fidx, off, flip, 9)
+    assert a.shape == (5, 2, 9, 9, 3) and torch.equal(a, b)
+    y, x = off[0].tolist()
+    assert torch.equal(a[0, 1], frames[0, fidx[0, 1], y:y + 9, x:x + 9].flip(1))  # sample 0 is flipped
+
+
+def test_resized_crops_stay_uint8_pixels():
+    frames = torch.full((2, 2, 10, 10, 3), 77, dtype=torch.uint8)
+    out = transform_frames(frames, num_frames=1, image_size=16, train=False)
+    assert out.dtype == torch.uint8 and out.shape == (2, 1, 3, 16, 16) and (out == 77).all()

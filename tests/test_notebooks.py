@@ -1,4 +1,4 @@
-"""The course notebooks 01-04, executed headless with papermill at the `smoke` preset.
+"""The course notebooks 01-07, executed headless with papermill at the `smoke` preset.
 
 Every run writes into a temporary runs folder (``MMGAP_RUNS_DIR``) and a temporary data folder
 (``-p data_dir``), except the user-command tests, which run exactly what the README tells users to type
@@ -24,7 +24,14 @@ import torch
 from mmgap import paths
 
 NB_DIR = paths.REPO_ROOT / "notebooks"
-COURSE = ("01_preprocessing", "02_warmup", "03_gap_fitting", "04_adaptive")
+COURSE = ("01_preprocessing", "02_warmup", "03_gap_fitting", "04_adaptive", "05_ablations", "06_purification",
+          "07_baselines")
+# smoke-sized sweeps for the multi-run notebooks (their defaults run every table / method over the seeds)
+SWEEP_PARAMS: dict[str, dict[str, Any]] = {
+    "05_ablations": {"tables": ["III"], "seeds": [0, 1]},
+    "06_purification": {"taus": [0.5, 0.9]},
+    "07_baselines": {"methods": ["concat", "ogm_ge", "ours_prob"]},
+}
 SMOKE_CLIPS = 200  # mmgap.config's smoke preset: EmbeddedConfig(n_clips=200)
 
 
@@ -50,7 +57,7 @@ def course(tmp_path_factory: pytest.TempPathFactory):
         mp.setenv("OMP_NUM_THREADS", "1")  # tiny smoke models: one thread avoids oversubscribing a busy CPU
         for name in COURSE:
             try:
-                _execute(name, root / f"{name}.ipynb", data_dir=str(ns.data))
+                _execute(name, root / f"{name}.ipynb", data_dir=str(ns.data), **SWEEP_PARAMS.get(name, {}))
             except Exception as exc:  # reported by the notebook's own test
                 ns.errors[name] = exc
         yield ns
@@ -183,6 +190,48 @@ def test_04_adaptive(course: SimpleNamespace) -> None:
     assert table.loc[1, "acc"] == pytest.approx(100 * m["accuracy"], abs=0.01)
     for fig in ("fig4_tsne", "fig5_gap_evolution", "fig6_stage_accuracy"):
         _png(run / f"{fig}.png")
+
+
+def _sweep_metrics(course: SimpleNamespace, name: str) -> tuple[Path, dict[str, Any]]:
+    run = _run_folder(course, name)
+    m = _metrics(run)
+    for k in ("accuracy", "macro_f1", "acc_audio", "acc_visual"):
+        _frac(m[k])
+    assert m["preset"] == "smoke" and m["timings"]["total_seconds"] > 0
+    return run, m
+
+
+@pytest.mark.slow
+def test_05_ablations(course: SimpleNamespace) -> None:
+    run, m = _sweep_metrics(course, "05_ablations")
+    assert list(m["seeds"]) == [0, 1]
+    table = pd.read_csv(run / "table_III.csv")
+    assert len(table) == 6  # full model + the five ablations of Table III
+    assert (run / "table_III.md").read_text().startswith("|")
+    assert list(table.columns) == ["setting", "Accuracy (%)", "Macro F1 (%)", "Audio acc. (%)", "Visual acc. (%)", "n"]
+    assert (table["n"] == 2).all() and table["Accuracy (%)"].str.contains(" ± ").all()  # mean ± std over 2 seeds
+    _png(run / "ablations.png")
+
+
+@pytest.mark.slow
+def test_06_purification(course: SimpleNamespace) -> None:
+    run, m = _sweep_metrics(course, "06_purification")
+    table = m["table"]
+    assert table[0]["tau"] == 0 and table[0]["data_pct"] == pytest.approx(100.0)
+    kept = [row["data_pct"] for row in table[1:]]
+    assert len(kept) == 2 and all(0.0 < k <= 100.0 for k in kept) and kept[0] >= kept[1]  # τ 0.5 keeps more
+    assert (run / "table_VII.csv").is_file() and (run / "table_VII.md").is_file()
+    _png(run / "purification.png")
+
+
+@pytest.mark.slow
+def test_07_baselines(course: SimpleNamespace) -> None:
+    run, m = _sweep_metrics(course, "07_baselines")
+    assert m["failed"] == [] and m["verdict"]
+    table = pd.read_csv(run / "table_II.csv")
+    assert len(table) == 3
+    assert (run / "table_II.md").is_file()
+    _png(run / "table_II.png")
 
 
 # ------------------------------------------------------------------------------------------------ user command

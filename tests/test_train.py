@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from fractions import Fraction
 
 import numpy as np
@@ -340,7 +342,10 @@ def test_no_host_sync_inside_training_steps(cache, tmp_path, monkeypatch):
         original = getattr(torch.Tensor, name)
 
         def guarded(self, *a, **k):
-            if state["in_steps"]:
+            # the batcher's augmentation parameters are drawn on the host by a CPU generator and read there as
+            # Python ints (crop offsets); that is no device sync, so calls from the data module are allowed
+            caller = sys._getframe(1).f_code.co_filename
+            if state["in_steps"] and not (self.device.type == "cpu" and caller.endswith("mmgap/data/dataset.py")):
                 raise AssertionError(f"host sync: Tensor.{name} called inside the training loop")
             return original(self, *a, **k)
 

@@ -127,7 +127,7 @@ class AGMStrategy(Strategy):
         frames = batch["frames"][:1].to(trainer.device)
         with eval_mode(model), autocast(trainer):
             z_a = encoder(model, "audio")(torch.zeros_like(audio))
-            z_v = encoder(model, "visual")(torch.zeros_like(frames))
+            z_v = encoder(model, "visual")(torch.zeros(frames.shape, device=frames.device))  # float 0 = the mean image
         return z_a, z_v
 
     def training_step(self, trainer: "Trainer", batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
