@@ -64,8 +64,6 @@ ADAM_LR_RATIO = 0.2
 Measured on the demo preset (SGD lr 0.05; Adam warm-up, 5 epochs, seed 0, fused / audio test accuracy):
 3e-4 -> 42 / 12 %, 1e-3 -> 50 / 25 %, 3e-3 -> 81 / 67 %, 1e-2 -> 92 / 82 %: too small a rate leaves the audio
 branch untrained. 0.2 gives 1e-2 at demo and 4e-4 at the paper's SGD rate of 2e-3."""
-ADAM_LR = 1e-3
-"""Kept for callers that want a fixed rate; the sweeps here use `adam_lr_for(preset)`."""
 
 
 def adam_lr_for(preset: Preset) -> float:

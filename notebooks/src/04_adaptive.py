@@ -37,7 +37,7 @@ gamma = None  # float, non-negative, or None: weight of w1·|g − μ0|² (prese
 gap = None  # str or None: "prob" (Eq. 5) | "kl" (Eq. 6) (preset: "prob")
 mixture = None  # str or None: "gmm" | "smm" (Student-t) | "lmm" (Laplace) (preset: "gmm")
 refit_every = None  # int, at least 1, or None: refit the mixture every K adaptive epochs (preset: 1)
-optimizer = None  # str or None: "sgd" | "adam" (Adam uses lr 1e-3 and an Adam warm-up) (preset: "sgd")
+optimizer = None  # str or None: "sgd" | "adam" (Adam: 0.2 x the SGD rate and an Adam warm-up) (preset: "sgd")
 reset_optimizer = None  # bool or None: fresh optimizer state at the stage change (preset: True)
 tsne_points = 300  # int, at least 10: test clips in the t-SNE of Fig. 4 (t-SNE cost grows fast with this)
 
@@ -63,8 +63,8 @@ for name in ("rho", "alpha", "beta", "gamma"):
         raise ConfigError(f"{name}={overrides[name]!r} must be a number (or None for the preset's value)")
 if "reset_optimizer" in overrides and not isinstance(reset_optimizer, bool):
     raise ConfigError(f"reset_optimizer={reset_optimizer!r} must be True or False (or None for the preset's value)")
-if overrides.get("optimizer") == "adam":
-    overrides["lr"] = experiments.ADAM_LR  # the presets' SGD rates make Adam diverge (see mmgap.experiments)
+if overrides.get("optimizer") == "adam":  # the presets' SGD rates make Adam diverge (see mmgap.experiments)
+    overrides["lr"] = experiments.adam_lr_for(get_preset(preset))
 cfg = get_preset(preset, **overrides)  # ConfigError names any out-of-range value (rho 1.5, gap foo, ...)
 t = cfg.train
 print(f"dataset={dataset}, preset={cfg.name}, seed={seed}, device={device}")
