@@ -71,7 +71,7 @@ def test_crema_d_split_files(crema, tmp_path):
 def test_crema_d_cache_with_the_ogm_ge_protocol(crema):
     c = prepare("crema_d", data_dir=crema, preset="smoke", workers=0, progress=False)
     assert c.audio.shape == (18, 257, 188) and c.audio.dtype == np.float16  # OGM-GE: 3 s at 22,050 Hz
-    assert c.frames.shape == (18, 3, 224, 224, 3) and c.num_classes == 6
+    assert c.frames.shape == (18, 3, 256, 256, 3) and c.num_classes == 6
     # 12 frames at 5 fps = 2.4 s -> 1 fps slots start at frames 0, 5, 10: levels 20, 95, 170
     k = c.clip_ids.index("1001_DFA_NEU_XX")
     assert np.allclose(c.frames[k].mean(axis=(1, 2, 3)), [20, 95, 170], atol=3)

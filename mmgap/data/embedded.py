@@ -57,7 +57,7 @@ class EmbeddedDesign:
     occlude_frac: float = 0.9                         # degraded: side of the occluder / digit side
     empty_contrast: float = 0.03                      # degraded: nearly empty frames
     tone_s: tuple[float, float] = (0.1, 0.4)          # tone burst duration
-    snr_db: tuple[float, float] = (-15.5, -5.5)       # tone-to-noise power ratio
+    snr_db: tuple[float, float] = (-14.5, -4.5)       # tone-to-noise power ratio
     test_scan_frac: float = 0.25                      # scans reserved for test clips
     crf: int = 16                                     # H.264 quality (lower = closer to the render)
 

@@ -51,7 +51,7 @@ class VisualProtocol:
 
     fps: float = 1.0                 # sampling rate: one frame per 1/fps seconds (the first in each slot)
     frames_per_clip: int = 3         # stored frames S, picked evenly among the sampled ones
-    frame_size: int = 224            # stored side: shorter side resized to this, then centre-cropped
+    frame_size: int = 256            # stored side (shorter side resized, centre-cropped); 224 crops are taken from it
     window: str = "clip"             # "clip" | "event" (only slots inside start..end)
 
 
@@ -95,7 +95,7 @@ CREMA_D = Protocol(
     name="crema_d",
     audio=AudioProtocol(sample_rate=22050, duration_s=3.0, features="stft", tile=True, clip_amplitude=True,
                         n_fft=512, hop_length=353),
-    visual=VisualProtocol(fps=1.0, frames_per_clip=3, frame_size=224),
+    visual=VisualProtocol(fps=1.0, frames_per_clip=3, frame_size=256),
 )
 
 # AVE: 16 kHz audio cut to the annotated event window and tiled to 10.24 s, Kaldi fbank 128 x 1,024
@@ -104,7 +104,7 @@ AVE = Protocol(
     name="ave",
     audio=AudioProtocol(sample_rate=16000, duration_s=10.24, features="fbank", tile=True, window="event",
                         n_mels=128, target_frames=1024, norm_mean=-4.503877, norm_std=2 * 5.141276),
-    visual=VisualProtocol(fps=1.0, frames_per_clip=4, frame_size=224, window="event"),
+    visual=VisualProtocol(fps=1.0, frames_per_clip=4, frame_size=256, window="event"),
 )
 
 # Kinetics-Sounds: 16 kHz, 10 s, Kaldi fbank (htk, hanning, 128 bins, 10 ms, no dither) after removing the
@@ -113,7 +113,7 @@ KINETICS_SOUNDS = Protocol(
     name="kinetics_sounds",
     audio=AudioProtocol(sample_rate=16000, duration_s=10.0, features="fbank", tile=False,
                         n_mels=128, target_frames=1024, norm_mean=-4.503877, norm_std=2 * 5.141276),
-    visual=VisualProtocol(fps=1.0, frames_per_clip=3, frame_size=224),
+    visual=VisualProtocol(fps=1.0, frames_per_clip=3, frame_size=256),
 )
 
 # The generic CSV layout (users' own data): the CREMA-D spectrogram at 16 kHz over 4 s, 3 frames at 1 fps.
@@ -121,20 +121,20 @@ GENERIC = Protocol(
     name="generic",
     audio=AudioProtocol(sample_rate=16000, duration_s=4.0, features="stft", tile=True, clip_amplitude=True,
                         n_fft=512, hop_length=256),
-    visual=VisualProtocol(fps=1.0, frames_per_clip=3, frame_size=224),
+    visual=VisualProtocol(fps=1.0, frames_per_clip=3, frame_size=256),
 )
 
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (CREMA_D, AVE, KINETICS_SOUNDS, GENERIC)}
 
 
 def embedded_protocol(cfg: EmbeddedConfig, val_frac: float = 0.1, split_seed: int = 0) -> Protocol:
-    """The embedded dataset's protocol: 40-bin log-mel (25 ms FFT, 10 ms hop) and every stored frame."""
+    """The embedded dataset's protocol: 40-bin log-mel (32 ms FFT, 20 ms hop) and every stored frame."""
     sr = cfg.sample_rate
     return Protocol(
         name="embedded",
         audio=AudioProtocol(sample_rate=sr, duration_s=cfg.duration_s, features="logmel", tile=False,
                             n_fft=2 ** round(math.log2(0.032 * sr)),
-                            hop_length=max(1, int(round(0.01 * sr))), n_mels=40, log_eps=1e-6,
+                            hop_length=max(1, int(round(0.02 * sr))), n_mels=40, log_eps=1e-6,
                             min_rms=1e-5),
         visual=VisualProtocol(fps=float(cfg.fps), frames_per_clip=cfg.frames_per_clip,
                               frame_size=cfg.frame_size),
