@@ -129,10 +129,13 @@ def test_cuda_gather_and_cpu_slices_crop_the_same_pixels():
     fidx = torch.randint(0, 4, (5, 2), generator=gen)
     off = torch.randint(0, 12 - 9 + 1, (5, 2), generator=gen)
     flip = torch.tensor([True, False, True, True, False])
-    a, b = _crop_slices(frames, fidx, off, flip, 9), _crop_gather(frames, fidx, off, flip, 9)
+    rows = torch.tensor([4, 0, 2, 2, 1])  # clips picked straight from the stored tensor, repeats allowed
+    a, b = _crop_slices(frames, rows, fidx, off, flip, 9), _crop_gather(frames, rows, fidx, off, flip, 9)
     assert a.shape == (5, 2, 9, 9, 3) and torch.equal(a, b)
     y, x = off[0].tolist()
-    assert torch.equal(a[0, 1], frames[0, fidx[0, 1], y:y + 9, x:x + 9].flip(1))  # sample 0 is flipped
+    assert torch.equal(a[0, 1], frames[4, fidx[0, 1], y:y + 9, x:x + 9].flip(1))  # sample 0 is clip 4, flipped
+    y, x = off[1].tolist()
+    assert torch.equal(a[1, 0], frames[0, fidx[1, 0], y:y + 9, x:x + 9])  # sample 1 is clip 0, not flipped
 
 
 def test_resized_crops_stay_uint8_pixels():

@@ -49,9 +49,14 @@ def crop_side(stored: int, image_size: int, train: bool) -> int:
 
 
 def transform_frames(frames: torch.Tensor, num_frames: int, image_size: int, train: bool,
-                     gen: torch.Generator | None = None) -> torch.Tensor:
-    """uint8 [B, S, P, P, 3] -> uint8 [B, num_frames, 3, I, I]: segment sampling, crop, flip (rule above)."""
-    b, s, p = frames.shape[0], frames.shape[1], frames.shape[2]
+                     gen: torch.Generator | None = None, rows: torch.Tensor | None = None) -> torch.Tensor:
+    """uint8 [N, S, P, P, 3] -> uint8 [B, num_frames, 3, I, I]: segment sampling, crop, flip (rule above).
+
+    `rows` (CPU, [B]) picks the clips from `frames` (default: all N): crops are read straight from the stored
+    tensor, so the batch never gathers whole frame stacks it would mostly throw away.
+    """
+    rows = torch.arange(frames.shape[0]) if rows is None else rows.cpu()
+    b, s, p = rows.shape[0], frames.shape[1], frames.shape[2]
     k = torch.arange(num_frames, dtype=torch.float64)
     u = torch.rand(b, num_frames, generator=gen, dtype=torch.float64) if train else torch.full((b, num_frames), 0.5,
                                                                                                dtype=torch.float64)
@@ -63,7 +68,7 @@ def transform_frames(frames: torch.Tensor, num_frames: int, image_size: int, tra
     else:
         off = torch.full((b, 2), (p - c) // 2, dtype=torch.long)
         flip = torch.zeros(b, dtype=torch.bool)
-    crops = (_crop_gather if frames.device.type == "cuda" else _crop_slices)(frames, fidx, off, flip, c)
+    crops = (_crop_gather if frames.device.type == "cuda" else _crop_slices)(frames, rows, fidx, off, flip, c)
     x = crops.permute(0, 1, 4, 2, 3)  # [B, T, 3, c, c], a view: each image stays channels-last in memory
     if c != image_size:  # resize in float, then back to uint8 pixels (the batch contract)
         x = F.interpolate(x.reshape(b * num_frames, 3, c, c).float(), size=(image_size, image_size), mode="bilinear",
@@ -72,29 +77,28 @@ def transform_frames(frames: torch.Tensor, num_frames: int, image_size: int, tra
     return x
 
 
-def _crop_slices(frames: torch.Tensor, fidx: torch.Tensor, off: torch.Tensor, flip: torch.Tensor,
-                 c: int) -> torch.Tensor:
+def _crop_slices(frames: torch.Tensor, rows: torch.Tensor, fidx: torch.Tensor, off: torch.Tensor,
+                 flip: torch.Tensor, c: int) -> torch.Tensor:
     """Crops by basic slicing into one uint8 buffer (CPU): a 4-D advanced-index gather computes an offset per
     byte and costs ~10x more on a CPU than these B*T contiguous row copies."""
     out = torch.empty((fidx.shape[0], fidx.shape[1], c, c, frames.shape[-1]), dtype=torch.uint8,
                       device=frames.device)
-    for i, ((y, x), fl, fi) in enumerate(zip(off.tolist(), flip.tolist(), fidx.tolist())):
+    for i, (r, (y, x), fl, fi) in enumerate(zip(rows.tolist(), off.tolist(), flip.tolist(), fidx.tolist())):
         for t, f in enumerate(fi):
-            src = frames[i, f, y:y + c, x:x + c]
+            src = frames[r, f, y:y + c, x:x + c]
             out[i, t] = src.flip(1) if fl else src
     return out
 
 
-def _crop_gather(frames: torch.Tensor, fidx: torch.Tensor, off: torch.Tensor, flip: torch.Tensor,
-                 c: int) -> torch.Tensor:
+def _crop_gather(frames: torch.Tensor, rows: torch.Tensor, fidx: torch.Tensor, off: torch.Tensor,
+                 flip: torch.Tensor, c: int) -> torch.Tensor:
     """The same crops as one advanced-index gather (CUDA: a single kernel instead of B*T small copies)."""
     dev = frames.device
     ar = torch.arange(c)
-    rows = off[:, :1] + ar
-    cols = torch.where(flip[:, None], off[:, 1:] + c - 1 - ar, off[:, 1:] + ar)  # a flip reverses the columns
-    bi = torch.arange(fidx.shape[0])
-    idx = [t.to(dev, non_blocking=True) for t in (bi[:, None, None, None], fidx[:, :, None, None],
-                                                   rows[:, None, :, None], cols[:, None, None, :])]
+    ys = off[:, :1] + ar
+    xs = torch.where(flip[:, None], off[:, 1:] + c - 1 - ar, off[:, 1:] + ar)  # a flip reverses the columns
+    idx = [t.to(dev, non_blocking=True) for t in (rows[:, None, None, None], fidx[:, :, None, None],
+                                                   ys[:, None, :, None], xs[:, None, None, :])]
     return frames[idx[0], idx[1], idx[2], idx[3]]
 
 
@@ -151,10 +155,12 @@ class TensorBatcher:
         order = torch.randperm(n, generator=gen) if self.train else torch.arange(n)
         order_dev = order.to(self.device, non_blocking=True)  # one copy per epoch, sliced per batch
         for i in range(len(self)):
-            sel = order_dev[i * self.batch_size:(i + 1) * self.batch_size]
+            part = slice(i * self.batch_size, (i + 1) * self.batch_size)
+            sel = order_dev[part]
             yield {
                 "audio": self.audio[sel],
-                "frames": transform_frames(self.frames[sel], self.num_frames, self.image_size, self.train, gen),
+                "frames": transform_frames(self.frames, self.num_frames, self.image_size, self.train, gen,
+                                           rows=order[part]),
                 "label": self.labels[sel],
                 "index": self.index[sel],
             }
