@@ -101,6 +101,29 @@ def _number(text: str) -> Any:
     return text
 
 
+def check_run_params(dataset: str, seed: Any, device: str, fresh: Any, workers: Any) -> tuple["torch.device", int]:
+    """Validate the parameters the sweep notebooks share; returns (device, workers) or raises ConfigError."""
+    from mmgap.data import DATASETS
+    from mmgap.train import resolve_device
+
+    if dataset not in DATASETS:
+        raise ConfigError(f"dataset={dataset!r} is unknown: choose one of {', '.join(DATASETS)} (see data/README.md)")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed={seed!r} must be a non-negative integer")
+    if device not in ("auto", "cpu") and not str(device).startswith("cuda"):
+        raise ConfigError(f"device={device!r} must be 'auto', 'cpu' or 'cuda'")
+    try:
+        dev = resolve_device(device)
+    except ValueError as err:  # e.g. "cuda" asked for on a machine without a GPU
+        raise ConfigError(str(err)) from None
+    if not isinstance(fresh, bool):
+        raise ConfigError(f"fresh={fresh!r} must be True or False")
+    workers = default_workers(str(dev)) if workers is None else workers
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"workers={workers!r} must be a positive integer (or None: one per CPU core)")
+    return dev, workers
+
+
 def check_seeds(seeds: Any, preset: Preset, first: int = 0) -> list[int]:
     """The training seeds: ``None`` -> as many as the preset has, counting from `first` (0, 1, 2 at demo)."""
     seeds = _from_text(seeds)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from mmgap import experiments as ex
-from mmgap.config import get_preset
+from mmgap.config import ConfigError, get_preset
 from mmgap.data import FeatureCache
 
 SMOKE = get_preset("smoke", warmup_epochs=1, adaptive_epochs=1)  # the smallest real two-stage run
@@ -257,3 +258,24 @@ def test_a_diverging_baseline_leaves_an_empty_row_and_is_retried(cache, runs, mo
     assert ex.table_of(rows, "label").iloc[0]["acc"] == "–"
     # not stored as finished: the next call trains it again
     assert not list((runs / "smoke" / "07_baselines" / "runs").glob("pmr-*/seed0/result.json"))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"dataset": "imagenet"}, "dataset='imagenet' is unknown"),
+        ({"seed": -1}, "seed=-1 must be a non-negative integer"),
+        ({"device": "tpu"}, "device='tpu' must be"),
+        ({"fresh": "yes"}, "fresh='yes' must be True or False"),
+        ({"workers": 0}, "workers=0 must be a positive integer"),
+    ],
+)
+def test_check_run_params_names_the_bad_value(kwargs, message):
+    args = {"dataset": "embedded", "seed": 0, "device": "cpu", "fresh": False, "workers": None, **kwargs}
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        ex.check_run_params(**args)
+
+
+def test_check_run_params_defaults_workers_to_the_cores():
+    dev, workers = ex.check_run_params("embedded", 0, "cpu", False, None)
+    assert str(dev) == "cpu" and workers == ex.default_workers("cpu") >= 1

@@ -43,27 +43,12 @@ from IPython.display import display
 from mmgap import experiments as ex
 from mmgap import paths, plots
 from mmgap.config import ConfigError, get_preset
-from mmgap.data import DATASETS, prepare
+from mmgap.data import prepare
 from mmgap.results import save_table, write_metrics
-from mmgap.train import resolve_device
 
 overrides = {} if finetune_epochs is None else {"finetune_epochs": finetune_epochs}
 cfg = get_preset(preset, **overrides)  # ConfigError names a bad preset or value
-if dataset not in DATASETS:
-    raise ConfigError(f"dataset={dataset!r} is unknown: choose one of {', '.join(DATASETS)} (see data/README.md)")
-if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-    raise ConfigError(f"seed={seed!r} must be a non-negative integer")
-if device not in ("auto", "cpu") and not str(device).startswith("cuda"):
-    raise ConfigError(f"device={device!r} must be 'auto', 'cpu' or 'cuda'")
-try:
-    dev = resolve_device(device)
-except ValueError as err:  # e.g. "cuda" asked for on a machine without a GPU
-    raise ConfigError(str(err)) from None
-if not isinstance(fresh, bool):
-    raise ConfigError(f"fresh={fresh!r} must be True or False")
-workers = ex.default_workers(str(dev)) if workers is None else workers
-if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-    raise ConfigError(f"workers={workers!r} must be a positive integer (or None: one per CPU core)")
+dev, workers = ex.check_run_params(dataset, seed, device, fresh, workers)  # ConfigError on a bad value
 seeds = ex.check_seeds(seeds, cfg, first=seed)
 taus = ex.check_taus(taus)
 if cfg.train.finetune_epochs < 1:
