@@ -101,10 +101,9 @@ def _number(text: str) -> Any:
     return text
 
 
-def check_run_params(dataset: str, seed: Any, device: str, fresh: Any, workers: Any) -> tuple["torch.device", int]:
-    """Validate the parameters the sweep notebooks share; returns (device, workers) or raises ConfigError."""
+def check_common(dataset: str, seed: Any, device: str) -> None:
+    """Validate the parameters every notebook takes (dataset, seed, device); raises ConfigError."""
     from mmgap.data import DATASETS
-    from mmgap.train import resolve_device
 
     if dataset not in DATASETS:
         raise ConfigError(f"dataset={dataset!r} is unknown: choose one of {', '.join(DATASETS)} (see data/README.md)")
@@ -112,6 +111,13 @@ def check_run_params(dataset: str, seed: Any, device: str, fresh: Any, workers: 
         raise ConfigError(f"seed={seed!r} must be a non-negative integer")
     if device not in ("auto", "cpu") and not str(device).startswith("cuda"):
         raise ConfigError(f"device={device!r} must be 'auto', 'cpu' or 'cuda'")
+
+
+def check_run_params(dataset: str, seed: Any, device: str, fresh: Any, workers: Any) -> tuple["torch.device", int]:
+    """Validate the parameters the sweep notebooks share; returns (device, workers) or raises ConfigError."""
+    from mmgap.train import resolve_device
+
+    check_common(dataset, seed, device)
     try:
         dev = resolve_device(device)
     except ValueError as err:  # e.g. "cuda" asked for on a machine without a GPU

@@ -33,15 +33,10 @@ device = "auto"  # str: "auto" (CUDA when present) | "cpu" | "cuda" (unused here
 
 # %% tags=["validation"]
 # Validate the parameters first (papermill does no type checking): a bad value stops here with a clear message.
+from mmgap import experiments
 from mmgap.config import ConfigError, get_preset
-from mmgap.data import DATASETS
 
-if dataset not in DATASETS:
-    raise ConfigError(f"dataset={dataset!r} is unknown: choose one of {', '.join(DATASETS)}")
-if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-    raise ConfigError(f"seed={seed!r} must be a non-negative integer")
-if device not in ("auto", "cpu") and not str(device).startswith("cuda"):
-    raise ConfigError(f"device={device!r} must be 'auto', 'cpu' or 'cuda'")
+experiments.check_common(dataset, seed, device)  # ConfigError names a bad dataset, seed or device
 cfg = get_preset(preset)  # ConfigError for an unknown preset
 print(f"dataset={dataset}, preset={cfg.name}, seed={seed}")
 

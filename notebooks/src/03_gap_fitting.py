@@ -43,15 +43,10 @@ top_k = 4  # int, at least 1: how many of the most imbalanced clips to show and 
 
 # %% tags=["validation"]
 # Validate the parameters first (papermill does no type checking): a bad value stops here with a clear message.
+from mmgap import experiments
 from mmgap.config import ConfigError, get_preset
-from mmgap.data import DATASETS
 
-if dataset not in DATASETS:
-    raise ConfigError(f"dataset={dataset!r} is unknown: choose one of {', '.join(DATASETS)}")
-if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-    raise ConfigError(f"seed={seed!r} must be a non-negative integer")
-if device not in ("auto", "cpu") and not str(device).startswith("cuda"):
-    raise ConfigError(f"device={device!r} must be 'auto', 'cpu' or 'cuda'")
+experiments.check_common(dataset, seed, device)  # ConfigError names a bad dataset, seed or device
 if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
     raise ConfigError(f"top_k={top_k!r} must be an integer >= 1")
 cfg = get_preset(preset, mixture=mixture)  # ConfigError for an unknown preset or mixture family
@@ -67,7 +62,7 @@ import pandas as pd
 from IPython.display import display
 from sklearn.metrics import roc_auc_score
 
-from mmgap import experiments, paths, plots, results
+from mmgap import paths, plots, results
 from mmgap.checkpoint import load_safe
 from mmgap.data import embedded, prepare
 from mmgap.data.decode import read_audio

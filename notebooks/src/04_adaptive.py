@@ -45,14 +45,8 @@ tsne_points = 300  # int, at least 10: test clips in the t-SNE of Fig. 4 (t-SNE 
 # Validate the parameters first (papermill does no type checking): a bad value stops here with a clear message.
 from mmgap import experiments
 from mmgap.config import ConfigError, get_preset
-from mmgap.data import DATASETS
 
-if dataset not in DATASETS:
-    raise ConfigError(f"dataset={dataset!r} is unknown: choose one of {', '.join(DATASETS)}")
-if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-    raise ConfigError(f"seed={seed!r} must be a non-negative integer")
-if device not in ("auto", "cpu") and not str(device).startswith("cuda"):
-    raise ConfigError(f"device={device!r} must be 'auto', 'cpu' or 'cuda'")
+experiments.check_common(dataset, seed, device)  # ConfigError names a bad dataset, seed or device
 if isinstance(tsne_points, bool) or not isinstance(tsne_points, int) or tsne_points < 10:
     raise ConfigError(f"tsne_points={tsne_points!r} must be an integer >= 10")
 overrides = {k: v for k, v in dict(rho=rho, alpha=alpha, beta=beta, gamma=gamma, gap=gap, mixture=mixture,
