@@ -2,7 +2,7 @@
 
 Layout of ``<cache_root>/<protocol.name>-<key>/``: ``audio.npy`` float16 [N, F, T], ``frames.npy`` uint8
 [N, S, H, W, 3], ``labels.npy`` int64 [N], ``split.npy`` int8 [N] (0 train, 1 val, 2 test), optional
-``imbalanced.npy`` bool [N] (embedded only), ``meta.json`` (clip ids, class names, protocol, key, counts) and
+``imbalanced.npy`` bool [N] and ``visual_tier.npy`` str [N] (embedded only: ground truth), ``meta.json`` (clip ids, class names, protocol, key, counts) and
 ``exclusions.csv`` (skipped clips with the reason). The key hashes the protocol and the manifest, so a
 changed parameter or clip list builds a new cache and the same ones reuse it. Built in a temporary folder
 and renamed into place, so an interrupted build never leaves a half-written cache behind.
@@ -42,6 +42,7 @@ class FeatureCache:
     clip_ids: list[str]
     class_names: list[str]
     imbalanced: np.ndarray | None = None   # bool [N], embedded only: ground truth, never fed to training
+    visual_tier: np.ndarray | None = None  # str [N], embedded only: "clean" | "hard" | "corrupt" (ground truth)
     protocol: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
 
@@ -65,7 +66,8 @@ class FeatureCache:
 
     @classmethod
     def from_arrays(cls, audio: np.ndarray, frames: np.ndarray, labels: np.ndarray, split: np.ndarray,
-                    class_names: list[str], imbalanced: np.ndarray | None = None) -> "FeatureCache":
+                    class_names: list[str], imbalanced: np.ndarray | None = None,
+                    visual_tier: np.ndarray | None = None) -> "FeatureCache":
         """An in-memory cache (tests, small experiments); arrays are validated and cast to the cache dtypes."""
         n = len(labels)
         audio, frames = np.asarray(audio), np.asarray(frames)
@@ -81,7 +83,8 @@ class FeatureCache:
         return cls(audio=audio.astype(np.float16), frames=frames.astype(np.uint8), labels=labels,
                    split=np.asarray(split, dtype=np.int8), clip_ids=[f"{i:05d}" for i in range(n)],
                    class_names=list(class_names),
-                   imbalanced=None if imbalanced is None else np.asarray(imbalanced, dtype=bool))
+                   imbalanced=None if imbalanced is None else np.asarray(imbalanced, dtype=bool),
+                   visual_tier=None if visual_tier is None else np.asarray(visual_tier, dtype=str))
 
 
 def manifest_digest(manifest: Manifest) -> str:
@@ -91,7 +94,7 @@ def manifest_digest(manifest: Manifest) -> str:
     h.update(json.dumps(manifest.class_names).encode())
     for r in manifest.rows:
         files = "|".join(f"{Path(f).name}:{_size(f)}" for f in (r.video, r.audio) if f)
-        h.update(f"{r.clip_id}|{files}|{r.label}|{r.split}|{r.start}|{r.end}\n".encode())
+        h.update(f"{r.clip_id}|{files}|{r.label}|{r.split}|{r.start}|{r.end}|{r.visual_tier}\n".encode())
     return h.hexdigest()[:12]
 
 
@@ -195,13 +198,16 @@ def build_cache(manifest: Manifest, protocol: Protocol, cache_root: str | Path, 
     has_flags = all(r.imbalanced is not None for r in rows)
     if has_flags:
         np.save(tmp / "imbalanced.npy", np.array([bool(r.imbalanced) for r in rows]))
+    has_tiers = bool(rows) and all(r.visual_tier for r in rows)
+    if has_tiers:  # fixed-width unicode: loads without pickle
+        np.save(tmp / "visual_tier.npy", np.array([r.visual_tier for r in rows], dtype=str))
     write_exclusions(tmp / "exclusions.csv", exclusions)
     counts = {s: int((split == c).sum()) for s, c in SPLIT_CODES.items()}
     meta = {
         "format": CACHE_FORMAT, "dataset": manifest.dataset, "key": key, "protocol_key": protocol.key(),
         "protocol": protocol.to_dict(), "class_names": manifest.class_names,
         "clip_ids": [r.clip_id for r in rows], "counts": counts, "excluded": len(exclusions),
-        "has_imbalanced": has_flags, "seconds": round(time.time() - t0, 1),
+        "has_imbalanced": has_flags, "has_visual_tier": has_tiers, "seconds": round(time.time() - t0, 1),
     }
     (tmp / "meta.json").write_text(json.dumps(meta))
     if final.exists():
@@ -247,5 +253,6 @@ def load_cache(path: str | Path) -> FeatureCache:
         audio=arr("audio"), frames=arr("frames"), labels=np.asarray(arr("labels")), split=np.asarray(arr("split")),
         clip_ids=list(meta["clip_ids"]), class_names=list(meta["class_names"]),
         imbalanced=np.asarray(arr("imbalanced")) if meta.get("has_imbalanced") else None,
+        visual_tier=np.asarray(arr("visual_tier")) if meta.get("has_visual_tier") else None,
         protocol=meta["protocol"], path=path,
     )

@@ -28,7 +28,8 @@ class ManifestRow:
     split: str                       # "train" | "val" | "test"
     start: float | None = None       # event window in seconds (AVE), else None
     end: float | None = None
-    imbalanced: bool | None = None   # embedded dataset only: ground-truth degraded-visual flag
+    imbalanced: bool | None = None   # embedded dataset only: ground truth, visual_tier != "clean"
+    visual_tier: str = ""            # embedded dataset only: "clean" | "hard" | "corrupt" ("" elsewhere)
 
 
 @dataclass
@@ -90,6 +91,7 @@ class Manifest:
                     label_name=d["label_name"], split=d["split"],
                     start=_opt_float(d.get("start")), end=_opt_float(d.get("end")),
                     imbalanced=_opt_bool(d.get("imbalanced")),
+                    visual_tier=(d.get("visual_tier") or "").strip(),
                 ))
         return cls(dataset=dataset, class_names=class_names, rows=rows)
 
