@@ -12,11 +12,21 @@ only; scipy fits single distributions), so those two EMs are written by hand bel
 Component order is canonical: components are sorted by location (ascending), so a fit does not depend on
 label switching. Which component is the *balanced* one is given by ``MixtureFit.balanced``:
 
-**Balanced-component rule.** The paper's "primary peak" (Section III-B: "given that balanced samples
-constitute the majority of the dataset, we assume pi_0 > pi_1") is the component with the larger weight.
-When the two weights are within ``AMBIGUITY_MARGIN`` (0.05) of each other the rule is ambiguous: a
-:class:`AmbiguousBalancedWarning` is emitted and the tie is broken by taking the component whose location is
-closer to the sample median of the fitted gaps (the bulk of the data sits on the balanced peak).
+**Balanced-component rule: by location.** The paper's balanced component is "the primary peak concentrated
+around zero" (Section III-B), the imbalanced one the peak "deviating from zero" towards the dominant
+modality. Gaps are signed so that positive means the dominant modality is the more confident one, so the
+balanced component is the one with the *smaller* mean, whatever its weight; the imbalanced weight pi_1 may
+exceed 0.5 (the paper's "typically pi_0 > pi_1" is an observation, not a rule), and the labels stay the
+same from one refit to the next. When the two means are closer than ``AMBIGUITY_MARGIN`` (z-score units,
+a tenth of the gaps' std) the rule is ambiguous: an :class:`AmbiguousBalancedWarning` is emitted and the
+tie goes to the more concentrated component (smaller scale), the "peak" of the paper's description.
+
+**The posterior's far tail.** With unequal scales, Eq. (9) as printed is not monotone in the gap: beyond
+the imbalanced mean, the wider component's density eventually dominates again, so when the balanced
+component is the wider one the *most* imbalanced clips get w1 -> 0. ``posterior(..., tail="eq9")`` (the
+default) keeps the paper's formula; ``tail="monotone"`` evaluates Eq. (9) at the gap clipped to the
+interval where it is monotone: w1 is held at its maximum beyond the imbalanced mean, and at its minimum
+beyond the balanced mean on the other side.
 """
 
 from __future__ import annotations
@@ -38,8 +48,13 @@ Family = Literal["gmm", "smm", "lmm"]
 FAMILIES: tuple[str, ...] = ("gmm", "smm", "lmm")
 MIN_SAMPLES = 4
 """Fewest gaps accepted by a fit (two components need at least two points each to be identifiable)."""
-AMBIGUITY_MARGIN = 0.05
-"""Weights closer than this make the larger-weight rule ambiguous (a warning, then the median tie-break)."""
+AMBIGUITY_MARGIN = 0.1
+"""Means closer than this (z-score units) make the location rule ambiguous (a warning, then the scale tie-break)."""
+TAILS: tuple[str, ...] = ("eq9", "monotone")
+"""Posterior forms: Eq. (9) as printed, or Eq. (9) held at its extremes beyond the component means."""
+_TAIL_GRID = 4001
+_TAIL_REACH = 40.0
+"""The tail search looks this many component scales beyond a mean (the densities are negligible further out)."""
 DOF_RANGE: tuple[float, float] = (1.0, 200.0)
 """Student-t degrees of freedom are clipped to this range (1: Cauchy tails; 200: practically Gaussian)."""
 _SCALE_FLOOR = 1e-3
@@ -111,20 +126,20 @@ def _log_pdf(family: str, x: np.ndarray, loc: np.ndarray, scale: np.ndarray, dof
     return stats.laplace.logpdf(xx, loc=loc, scale=scale)
 
 
-def _pick_balanced(weights: np.ndarray, means: np.ndarray, median: float) -> int:
-    """Index of the balanced component: the larger weight, or (ambiguous) the location nearer the median."""
-    if abs(float(weights[0] - weights[1])) < AMBIGUITY_MARGIN:
-        choice = int(np.argmin(np.abs(means - median)))
+def _pick_balanced(means: np.ndarray, scales: np.ndarray) -> int:
+    """Index of the balanced component: the smaller mean; when the means tie, the smaller scale (warned)."""
+    if abs(float(means[1] - means[0])) < AMBIGUITY_MARGIN:
+        choice = int(np.argmin(scales))
         warnings.warn(
-            f"mixture weights {weights[0]:.3f} and {weights[1]:.3f} differ by less than {AMBIGUITY_MARGIN}: the "
-            f"'balanced = larger weight' rule is ambiguous; taking component {choice} (location "
-            f"{means[choice]:.3f}, nearer the gaps' median {median:.3f}). The gap may not be bimodal yet: "
-            "check the BIC of 1 vs 2 components (bimodality()) or warm up longer.",
+            f"mixture means {means[0]:.3f} and {means[1]:.3f} differ by less than {AMBIGUITY_MARGIN} (z-score "
+            f"units): the 'balanced = smaller mean' rule is ambiguous; taking component {choice}, the more "
+            f"concentrated one (scale {scales[choice]:.3f}). The gap may not be bimodal yet: check the BIC of 1 "
+            "vs 2 components (bimodality()) or warm up longer.",
             AmbiguousBalancedWarning,
             stacklevel=3,
         )
         return choice
-    return int(np.argmax(weights))
+    return int(np.argmin(means))
 
 
 @dataclass(frozen=True, eq=False)
@@ -133,7 +148,7 @@ class MixtureFit:
 
     Components are sorted by location. ``scales`` are standard deviations for ``"gmm"`` and the scale
     parameters of the Student-t / Laplace for ``"smm"`` / ``"lmm"``; ``dof`` is set for ``"smm"`` only.
-    ``balanced`` is the index of the balanced component (larger weight; see the module docstring for the
+    ``balanced`` is the index of the balanced component (smaller mean; see the module docstring for the
     tie rule), ``loglik`` the total log-likelihood, ``bic = -2 loglik + p log n``. ``loglik_trace`` is the
     total log-likelihood before each EM step and at the end (``loglik_trace[-1] == loglik``); for ``"gmm"`` it
     comes from scikit-learn's ``lower_bounds_`` (scikit-learn >= 1.7; otherwise only the final value).
@@ -187,13 +202,61 @@ class MixtureFit:
         lp = self.log_pdf_components(x) + np.log(self.weights)
         return np.exp(special.logsumexp(lp, axis=-1))
 
-    def posterior(self, g_hat: Any) -> tuple[Any, Any]:
+    @property
+    def ambiguous(self) -> bool:
+        """Whether the two means are too close to name the balanced component by location."""
+        return abs(float(self.means[1] - self.means[0])) < AMBIGUITY_MARGIN
+
+    def _log_odds(self, x: np.ndarray) -> np.ndarray:
+        """log(w1 / w0) of Eq. (9) at `x`: monotone in w1 and free of the underflow of w1 itself far out."""
+        lp = _log_pdf(self.family, x, self.means, self.scales, self.dof) + np.log(self.weights)
+        return lp[..., self.imbalanced] - lp[..., self.balanced]
+
+    def _extreme(self, start: float, direction: float, largest: bool) -> float:
+        """Where w1 peaks (`largest`) or bottoms out walking from `start` in `direction`; +-inf if it never turns."""
+        reach = _TAIL_REACH * float(np.max(self.scales))
+        grid = start + direction * np.linspace(0.0, reach, _TAIL_GRID)
+        odds = self._log_odds(grid)
+        k = int(np.argmax(odds) if largest else np.argmin(odds))
+        if k == _TAIL_GRID - 1:
+            return direction * math.inf
+        if k == 0:
+            return start
+        lo, hi = sorted((grid[k - 1], grid[k + 1]))
+        sign = -1.0 if largest else 1.0
+        res = optimize.minimize_scalar(lambda v: sign * float(self._log_odds(np.array(v))), bounds=(lo, hi),
+                                       method="bounded", options={"xatol": 1e-9})
+        return float(res.x)
+
+    def tail_bounds(self) -> tuple[float, float]:
+        """The interval where Eq. (9) is monotone: (the minimum of w1 beyond mu0, its maximum beyond mu1).
+
+        Ordered as an interval on the gap axis; ``posterior(..., tail="monotone")`` clips gaps to it.
+        """
+        cached = getattr(self, "_tail_cache", None)
+        if cached is None:
+            mu_b, mu_i = float(self.means[self.balanced]), float(self.means[self.imbalanced])
+            up = 1.0 if mu_i >= mu_b else -1.0  # the direction in which w1 should grow
+            hi = self._extreme(mu_i, up, largest=True)
+            lo = self._extreme(mu_b, -up, largest=False)
+            cached = (lo, hi) if up > 0 else (hi, lo)
+            object.__setattr__(self, "_tail_cache", cached)
+        return cached
+
+    def posterior(self, g_hat: Any, tail: str = "eq9") -> tuple[Any, Any]:
         """Posteriors (w0, w1) of the balanced / imbalanced component, Eq. (9); w0 + w1 = 1 (logsumexp).
 
+        ``tail="eq9"``: the paper's formula. ``tail="monotone"``: Eq. (9) at the gap clipped to
+        `tail_bounds()`, so w1 never decreases towards the imbalanced side (see the module docstring).
         Accepts numpy, a sequence or a torch tensor of any shape; returns numpy float64 arrays, or for a
         tensor input tensors of its floating dtype (float32 for integer input) on its device.
         """
-        lp = self.log_pdf_components(g_hat) + np.log(self.weights)
+        if tail not in TAILS:
+            raise ValueError(f"tail={tail!r} is not one of {TAILS}")
+        x = _as_array(g_hat)
+        if tail == "monotone":
+            x = np.clip(x, *self.tail_bounds())
+        lp = _log_pdf(self.family, x, self.means, self.scales, self.dof) + np.log(self.weights)
         resp = np.exp(lp - special.logsumexp(lp, axis=-1, keepdims=True))
         w0 = resp[..., self.balanced]
         w1 = 1.0 - w0  # exactly complementary, so w0 + w1 == 1 holds to the last bit
@@ -403,7 +466,7 @@ def fit_mixture(g_hat: Any, family: Family = "gmm", seed: int = 0, max_iter: int
     weights, means, scales = weights[order], means[order], scales[order]
     if dof is not None:
         dof = dof[order]
-    balanced = _pick_balanced(weights, means, float(np.median(x)))
+    balanced = _pick_balanced(means, scales)
     bic = -2.0 * loglik + _n_params(family, 2) * math.log(n)
     return MixtureFit(family=family, weights=weights, means=means, scales=scales, dof=dof, loglik=float(loglik),
                       bic=float(bic), n=n, balanced=balanced, converged=converged, n_iter=n_iter,

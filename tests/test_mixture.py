@@ -132,26 +132,68 @@ def test_em_log_likelihood_is_non_decreasing(family):
 
 
 @pytest.mark.parametrize("family", ["gmm", "smm", "lmm"])
-def test_balanced_is_the_larger_weight_component(family):
-    # The heavier component sits at the *higher* location, so it is index 1 after sorting by location.
-    x = _sample(family, seed=5, w=np.array([0.3, 0.7]), mu=np.array([-2.0, 1.0]), s=np.array([0.6, 0.6]))
+def test_balanced_is_the_smaller_mean_even_when_the_imbalanced_component_is_heavier(family):
+    # 65 % of the samples sit in the imbalanced component at +2: the location rule still names the one at 0.
+    x = _sample(family, seed=5, w=np.array([0.35, 0.65]), mu=np.array([0.0, 2.0]), s=np.array([0.5, 0.5]))
     fit = _fit(family, x)
-    assert fit.means[0] < fit.means[1]
-    assert fit.balanced == 1 and fit.imbalanced == 0
-    assert fit.weights[1] == pytest.approx(0.7, abs=0.03)
-    assert fit.balanced_mean == pytest.approx(1.0, abs=0.1)
-    w0, _ = fit.posterior(np.array([1.0, -2.0]))
-    assert w0[0] > 0.99 and w0[1] < 0.03  # Laplace: 0.7 e^-5 / 0.3 = 0.016 at the light component
+    assert fit.balanced == 0 and fit.imbalanced == 1
+    assert fit.weights[fit.imbalanced] == pytest.approx(0.65, abs=0.03)  # pi_1 > 0.5 is allowed
+    assert fit.balanced_mean == pytest.approx(0.0, abs=0.1)
+    w0, w1 = fit.posterior(np.array([0.0, 2.0]))
+    assert w0[0] > 0.95 and w1[1] > 0.95
 
 
-def test_ambiguous_weights_warn_and_pick_the_component_nearer_the_median():
-    # Equal weights, but the right component is tighter so it holds the median.
+@pytest.mark.parametrize("family", ["gmm", "smm", "lmm"])
+def test_labels_stay_with_the_location_across_refits_whatever_the_weights(family):
+    # Three "refits" along which the imbalanced share shrinks from 0.6 to 0.2: the balanced label never moves.
+    for k, pi1 in enumerate((0.6, 0.4, 0.2)):
+        x = _sample(family, n=3000, seed=20 + k, w=np.array([1 - pi1, pi1]), mu=np.array([-0.5, 1.5]),
+                    s=np.array([0.4, 0.6]))
+        fit = _fit(family, x)
+        assert fit.balanced == 0 and fit.balanced_mean == pytest.approx(-0.5, abs=0.1)
+        assert fit.weights[1] == pytest.approx(pi1, abs=0.04)
+
+
+def test_indistinguishable_means_warn_and_pick_the_concentrated_component():
     rng = np.random.default_rng(11)
-    x = np.concatenate([rng.normal(-3.0, 1.0, 1000), rng.normal(2.0, 0.2, 1050)])
+    x = np.concatenate([rng.normal(0.0, 0.3, 1500), rng.normal(0.02, 2.0, 1500)])
     with pytest.warns(AmbiguousBalancedWarning, match="ambiguous"):
         fit = fit_mixture(x, "gmm")
-    assert abs(fit.weights[0] - fit.weights[1]) < 0.05
-    assert fit.balanced == 1  # median of x is about 1.9, next to the tight component at 2
+    assert fit.ambiguous and abs(fit.means[0] - fit.means[1]) < 0.1
+    assert fit.scales[fit.balanced] < fit.scales[fit.imbalanced]
+
+
+def _wide_balanced(family: str) -> MixtureFit:
+    """Balanced component at 0, wide (1.5); imbalanced at 2, narrow (0.4): Eq. 9's far-tail artifact."""
+    return MixtureFit(family=family, weights=np.array([0.7, 0.3]), means=np.array([0.0, 2.0]),
+                      scales=np.array([1.5, 0.4]), dof=np.array([5.0, 5.0]) if family == "smm" else None,
+                      loglik=0.0, bic=0.0, n=3, balanced=0, converged=True, n_iter=0)
+
+
+def test_eq9_far_tail_returns_the_most_imbalanced_gaps_to_the_balanced_component():
+    fit = _wide_balanced("gmm")
+    _, w1 = fit.posterior(np.array([2.0, 5.0]))
+    assert w1[0] > 0.75 and w1[1] < 0.01  # the artifact, as printed: a gap of 5 counts as balanced
+    # The monotone form holds w1 at its maximum, reached at the vertex of the log-ratio:
+    # x* = (mu1 s0^2 - mu0 s1^2) / (s0^2 - s1^2) for two Gaussians.
+    x_star = (2.0 * 1.5**2 - 0.0) / (1.5**2 - 0.4**2)
+    lo, hi = fit.tail_bounds()
+    assert hi == pytest.approx(x_star, abs=1e-4) and lo == -math.inf  # the wide balanced side never turns
+    _, w1m = fit.posterior(np.array([2.0, x_star, 5.0, 50.0]), tail="monotone")
+    _, w1_peak = fit.posterior(np.array([x_star]))
+    assert w1m[0] == pytest.approx(w1[0]) and w1m[2] == pytest.approx(w1_peak[0]) == pytest.approx(w1m[3])
+
+
+@pytest.mark.parametrize("family", ["gmm", "smm", "lmm"])
+def test_monotone_posterior_never_decreases_and_keeps_eq9_between_the_means(family):
+    for fit in (_wide_balanced(family), _given(family)):
+        grid = np.linspace(-30, 30, 6001)
+        _, w1 = fit.posterior(grid, tail="monotone")
+        assert np.all(np.diff(w1) >= -1e-12)
+        mid = (grid >= fit.means[0]) & (grid <= fit.means[1])
+        np.testing.assert_allclose(w1[mid], fit.posterior(grid[mid])[1], rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="tail"):
+        fit.posterior(grid, tail="clipped")
 
 
 @pytest.mark.parametrize("family", ["gmm", "smm", "lmm"])
