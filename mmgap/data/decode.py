@@ -1,12 +1,15 @@
 """Decoding: video frames and audio tracks with PyAV, WAV/FLAC with soundfile, resampling with torchaudio.
 
 Every failure becomes a `ClipError` whose message is the reason written to exclusions.csv, so a bad clip
-is skipped and reported instead of crashing a worker.
+is skipped and reported instead of crashing a worker. Before decoding, a file is checked for being there,
+non-empty and not a git-lfs pointer; after decoding, `check_duration` compares what decoded with what the
+file's header declares, so a truncated file is excluded with the numbers instead of padded.
 """
 
 from __future__ import annotations
 
 import math
+import wave as wavefile
 from pathlib import Path
 
 import av
@@ -16,18 +19,56 @@ import torch
 import torchaudio.functional as AF
 
 SOUNDFILE_EXTS = {".wav", ".flac", ".ogg"}
+LFS_MAGIC = b"version https://git-lfs.github.com/spec/"
+LFS_REASON = "git-lfs pointer file, not media: run `git lfs pull` in the dataset's git clone to download it"
+# A track that decodes shorter than its header declares by more than this is truncated.
+TRUNCATION_TOLERANCE_S = 0.5
+TRUNCATION_TOLERANCE_FRAC = 0.1
 
 
 class ClipError(Exception):
     """A clip cannot be used; str(error) is the reason recorded in exclusions.csv."""
 
 
+def is_lfs_pointer(path: str | Path) -> bool:
+    """True when the file holds git-lfs pointer text instead of the media it stands for."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(len(LFS_MAGIC)) == LFS_MAGIC
+    except OSError:
+        return False
+
+
+def check_file(path: Path) -> None:
+    """Raise ClipError when the file is missing, empty or a git-lfs pointer."""
+    if not path.is_file():
+        raise ClipError("file missing")
+    if path.stat().st_size == 0:
+        raise ClipError("empty file")
+    if is_lfs_pointer(path):
+        raise ClipError(LFS_REASON)
+
+
+def check_duration(decoded_s: float, declared_s: float | None, what: str) -> None:
+    """Raise ClipError when `what` decoded shorter than its declared duration by more than the tolerance
+    (max of TRUNCATION_TOLERANCE_S and TRUNCATION_TOLERANCE_FRAC of the declared duration)."""
+    if declared_s is None or not math.isfinite(declared_s) or declared_s <= 0:
+        return
+    if decoded_s < declared_s - max(TRUNCATION_TOLERANCE_S, TRUNCATION_TOLERANCE_FRAC * declared_s):
+        raise ClipError(f"truncated file: {what} decodes {decoded_s:.1f} s of the {declared_s:.1f} s its header "
+                        "declares; download or copy the file again")
+
+
+def _declared(c: av.container.InputContainer, stream: av.stream.Stream) -> float | None:
+    """The stream's duration as its header declares it (else the container's), in seconds; None if unknown."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    return c.duration / av.time_base if c.duration else None
+
+
 def _open(path: str | Path) -> av.container.InputContainer:
     p = Path(path)
-    if not p.is_file():
-        raise ClipError("file missing")
-    if p.stat().st_size == 0:
-        raise ClipError("empty file")
+    check_file(p)
     try:
         return av.open(str(p))
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
@@ -54,27 +95,44 @@ def read_frames(path: str | Path, fps: float, frames_per_clip: int, frame_size: 
         stream = c.streams.video[0]
         rate = float(stream.average_rate or stream.guessed_rate or 25)
         t0: float | None = None
+        rel, last_dur, stopped, error = 0.0, 1.0 / rate, False, None
         try:
             for i, frame in enumerate(c.decode(stream)):
                 t = frame.time if frame.time is not None else i / rate
                 if t0 is None:
                     t0 = t
                 rel = t - t0
+                if frame.duration and frame.time_base:
+                    last_dur = float(frame.duration * frame.time_base)
                 if start is not None and rel < start:
                     continue
                 if end is not None and rel >= end:
+                    stopped = True  # the window is complete; the rest of the file is not needed
                     break
                 slot = math.floor((rel - (start or 0.0)) * fps + 1e-6)
                 if slot not in slots:
                     slots[slot] = frame
         except (av.error.FFmpegError, ValueError) as e:
-            if not slots:  # a truncated tail is tolerated when some frames decoded
-                raise ClipError(f"undecodable video ({type(e).__name__})") from e
+            error = e
+        if t0 is None:
+            if error is not None:
+                raise ClipError(f"undecodable video ({type(error).__name__})") from error
+            raise ClipError("no decodable frames")
+        length = rel + last_dur
+        if not stopped:  # decoded to the end (or to an error): it must reach the declared duration
+            check_duration(length, _declared(c, stream), "the video track")
     if not slots:
-        raise ClipError("no decodable frames" + (" in the event window" if start is not None else ""))
+        if start is not None and not stopped:
+            raise ClipError(f"event window {_window(start, end)} starts after the video ends ({length:.1f} s)")
+        raise ClipError("no decodable frames" + (f" in the event window {_window(start, end)}" if start is not None
+                                                 else ""))
     kept = [slots[k] for k in sorted(slots)]
     pick = [min(len(kept) - 1, math.floor((k + 0.5) * len(kept) / frames_per_clip)) for k in range(frames_per_clip)]
     return np.stack([_square(kept[j], frame_size) for j in pick])
+
+
+def _window(start: float, end: float | None) -> str:
+    return f"{start:g}-{end:g} s" if end is not None else f"from {start:g} s"
 
 
 def _resample(wave: np.ndarray, sr: int, target: int) -> np.ndarray:
@@ -85,22 +143,55 @@ def _resample(wave: np.ndarray, sr: int, target: int) -> np.ndarray:
 
 def read_audio(path: str | Path, sample_rate: int, start: float | None = None,
                end: float | None = None) -> np.ndarray:
-    """Mono float32 waveform at `sample_rate`, optionally cut to [start, end) seconds."""
+    """Mono float32 waveform at `sample_rate`, optionally cut to [start, end) seconds; ClipError when unusable."""
     p = Path(path)
     if p.suffix.lower() in SOUNDFILE_EXTS:
-        if not p.is_file():
-            raise ClipError("file missing")
-        try:
-            wave, sr = sf.read(str(p), dtype="float32", always_2d=True)
-        except (sf.LibsndfileError, RuntimeError, ValueError) as e:
-            raise ClipError(f"undecodable audio ({type(e).__name__})") from e
-        wave = wave.mean(axis=1)
+        wave, sr = _read_soundfile(p)
     else:
         wave, sr = _decode_audio_track(p)
     if start is not None:
-        a, b = int(round(start * sr)), int(round(end * sr)) if end is not None else len(wave)
+        a = int(round(start * sr))
+        b = int(round(end * sr)) if end is not None else len(wave)
+        if a >= len(wave):
+            raise ClipError(f"event window {_window(start, end)} starts after the audio ends "
+                            f"({len(wave) / sr:.2f} s)")
         wave = wave[a:b]
+        if len(wave) == 0:
+            raise ClipError(f"event window {_window(start, end)} holds no audio sample")
+    bad = int(np.count_nonzero(~np.isfinite(wave)))
+    if bad:
+        raise ClipError(f"non-finite samples: {bad} of {len(wave)} are NaN or infinite (a corrupt float file)")
     return _resample(wave, sr, sample_rate)
+
+
+def _read_soundfile(p: Path) -> tuple[np.ndarray, int]:
+    """A WAV / FLAC / OGG file downmixed to mono float32 (soundfile), checked against its declared length."""
+    check_file(p)
+    try:
+        wave, sr = sf.read(str(p), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, ValueError) as e:
+        raise ClipError(f"undecodable audio ({type(e).__name__})") from e
+    if len(wave) == 0:
+        raise ClipError(f"empty audio: the {p.suffix.lstrip('.').upper()} file has a header but no samples "
+                        "(a blank recording)")
+    declared = _declared_frames(p)
+    if declared is not None:
+        check_duration(len(wave) / sr, declared / sr, "the audio")
+    return wave.mean(axis=1), int(sr)
+
+
+def _declared_frames(p: Path) -> int | None:
+    """Sample frames a WAV's data chunk declares (stdlib `wave`, PCM only); None when unknown or not PCM WAV."""
+    if p.suffix.lower() != ".wav":
+        return None
+    try:
+        with wavefile.open(str(p), "rb") as w:
+            n, block = w.getnframes(), w.getsampwidth() * w.getnchannels()
+    except (wavefile.Error, EOFError, OSError):
+        return None
+    if n == 0 or n * block >= 0xFFFFFFFF - block:  # streamed WAVs leave the size at 0 or 0xFFFFFFFF
+        return None
+    return n
 
 
 def _decode_audio_track(path: Path) -> tuple[np.ndarray, int]:
@@ -123,15 +214,20 @@ def _decode_audio_track(path: Path) -> tuple[np.ndarray, int]:
         except (av.error.FFmpegError, ValueError) as e:
             if not chunks:
                 raise ClipError(f"undecodable audio track ({type(e).__name__})") from e
-    if not chunks:
-        raise ClipError("empty audio track")
+        n = sum(len(x) for x in chunks)
+        if n == 0:
+            raise ClipError("empty audio track")
+        check_duration(n / sr, _declared(c, stream), "the audio track")
     return np.concatenate(chunks).astype(np.float32), int(sr)
 
 
 def check_audio(wave: np.ndarray, sample_rate: int, min_duration_s: float, min_rms: float) -> None:
-    """Raise ClipError for audio that is too short or silent."""
+    """Raise ClipError for audio that is too short, non-finite or silent."""
     if len(wave) < min_duration_s * sample_rate:
         raise ClipError(f"audio too short ({len(wave) / sample_rate:.3f} s < {min_duration_s} s)")
+    bad = int(np.count_nonzero(~np.isfinite(wave)))
+    if bad:
+        raise ClipError(f"non-finite samples: {bad} of {len(wave)} are NaN or infinite")
     rms = float(np.sqrt(np.mean(np.square(wave, dtype=np.float64))))
-    if not math.isfinite(rms) or rms < min_rms:
+    if rms < min_rms:
         raise ClipError(f"silent audio (rms {rms:.2e} < {min_rms:.0e})")
