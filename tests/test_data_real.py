@@ -64,7 +64,7 @@ def test_crema_d_split_files(crema, tmp_path):
     ex = [(e.clip_id, e.reason) for e in m.exclusions]
     assert ("1099_DFA_ANG_XX", "listed in train.csv but absent on disk") in ex
     assert ("1003_DFA_HAP_XX", "label 'SAD' in train.csv disagrees with the file name") in ex
-    assert ("1001_DFA_ANG_XX", "duplicate id") in ex
+    assert ("1001_DFA_ANG_XX", "duplicate row: train.csv row 6 repeats train.csv row 2; kept once") in ex
     assert ("1001_DFA_HAP_XX", "unknown label 'BOR' in test.csv") in ex
 
 
@@ -110,21 +110,24 @@ def ave_root(tmp_path_factory):
 
 def test_ave_manifest_and_cache(ave_root):
     m = ave.build_manifest(ave_root)
-    assert m.counts() == {"train": 8, "val": 3, "test": 3} and m.num_classes == 28
+    # vid000@2-5 is listed in train and in test: kept in test only, so the test split keeps all its rows
+    assert m.counts() == {"train": 7, "val": 3, "test": 4} and m.num_classes == 28
     r0 = m.rows[0]
-    assert (r0.label, r0.start, r0.end) == (0, 2.0, 5.0)
+    assert (r0.clip_id, r0.label, r0.start, r0.end) == ("vid001@2-5", 0, 2.0, 5.0)
     ex = [(e.clip_id, e.reason) for e in m.exclusions]
-    assert ("gone", "listed in trainSet.txt but absent on disk (AVE/gone.mp4)") in ex
-    assert ("vid000", "duplicate id") in ex and ("vid000", "unknown label 'Kazoo' in trainSet.txt") in ex
+    assert ("gone@0-3", "listed in trainSet.txt but absent on disk (AVE/gone.mp4)") in ex
+    assert ("vid000@2-5", "in two splits: trainSet.txt row 1 (train) and testSet.txt row 4 (test); kept in test "
+            "only, since a clip belongs to one split") in ex
+    assert ("vid000@0-3", "unknown label 'Kazoo' in trainSet.txt") in ex
     assert any(c == "vid001" and r.startswith("bad row 11 of trainSet.txt") for c, r in ex)
     proto = AVE.replace(visual=VisualProtocol(fps=1.0, frames_per_clip=4, frame_size=16, window="event"))
     c = prepare("ave", data_dir=ave_root, preset="smoke", workers=0, protocol=proto, progress=False)
     assert c.audio.shape == (12, 128, 1024) and c.frames.shape == (12, 4, 16, 16, 3)
-    assert c.counts() == {"train": 6, "val": 3, "test": 3}  # the official val split is kept, nothing carved
+    assert c.counts() == {"train": 5, "val": 3, "test": 4}  # the official val split is kept, nothing carved
     # window 2..5 s at 2 fps: 1 fps slots start at frames 4, 6, 8 (levels 100, 140, 180); 4 picked of 3
     assert np.allclose(c.frames[0].mean(axis=(1, 2, 3)), [100, 140, 140, 180], atol=3)
     r = reasons(c)
-    assert r["broken"].startswith("undecodable") and r["mute"] == "no audio track"
+    assert r["broken@0-3"].startswith("undecodable") and r["mute@0-3"] == "no audio track"
 
 
 # ---------------------------------------------------------------- Kinetics-Sounds
@@ -153,7 +156,7 @@ def test_kinetics_sounds_manifest_and_cache(ks_root):
     ex = {(e.clip_id, e.reason.split(" (")[0]) for e in m.exclusions}
     assert ("gone_000001_000011", "listed in train.txt but absent on disk") in ex
     assert ("yt001_000001_000011", "unknown label '40' in train.txt") in ex
-    assert ("yt000_000001_000011", "duplicate id: 2 files") in ex  # ambiguous: both copies skipped
+    assert ("yt000_000001_000011", "ambiguous id: 2 files share this name") in ex  # which copy? both skipped
     proto = KINETICS_SOUNDS.replace(visual=VisualProtocol(fps=1.0, frames_per_clip=3, frame_size=16))
     c = prepare("kinetics_sounds", data_dir=ks_root, preset="smoke", workers=0, protocol=proto, progress=False)
     assert c.audio.shape == (5, 128, 1024) and c.frames.shape == (5, 3, 16, 16, 3)

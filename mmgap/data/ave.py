@@ -1,15 +1,18 @@
 """AVE: `AVE/*.mp4` + `Annotations.txt`, `trainSet.txt`, `valSet.txt`, `testSet.txt` (official splits).
 
 Rows are `Category&VideoID&Quality&Start&End` (seconds); the event window [Start, End) cuts the audio and
-bounds the frames. 28 classes in the order of the original AVE code.
+bounds the frames. A sample is one annotation, so its id is the video plus its window (`VideoID@Start-End`,
+`identity.window_id`): a video annotated with two events gives two samples. 28 classes in the order of the
+original AVE code.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from mmgap.data.manifest import (DataError, Exclusion, Manifest, ManifestRow, drop_duplicates, require_dir,
-                                 require_file)
+from mmgap.data.identity import Listed, ambiguous_reason, index_files, resolve_duplicates, window_id
+from mmgap.data.label_lists import read_text
+from mmgap.data.manifest import Exclusion, Manifest, ManifestRow, no_usable_clips, require_dir, require_file
 
 CLASS_NAMES = [
     "Church bell", "Male speech, man speaking", "Bark", "Fixed-wing aircraft, airplane", "Race car, auto racing",
@@ -25,7 +28,7 @@ def parse_line(line: str) -> tuple[str, str, float, float]:
     parts = line.strip().split("&")
     if len(parts) != 5:
         raise ValueError(f"expected 5 '&'-separated fields, got {len(parts)}")
-    cat, vid, _quality, start, end = parts
+    cat, vid, _quality, start, end = (x.strip() for x in parts)
     s, e = float(start), float(end)
     if not e > s >= 0:
         raise ValueError(f"event window {s}..{e} is empty or negative")
@@ -38,12 +41,12 @@ def build_manifest(root: str | Path) -> Manifest:
     require_dir(root, "AVE", "ave")
     vdir = require_dir(root / "AVE", "AVE videos (AVE/)", "ave")
     require_file(root / "Annotations.txt", "AVE Annotations.txt", "ave")
-    videos = {p.stem: p for p in vdir.glob("*.mp4")}
+    videos, ambiguous = index_files(vdir, [".mp4"])
     ex: list[Exclusion] = []
-    rows: list[ManifestRow] = []
+    listed: list[Listed] = []
     for split, name in SPLIT_FILES.items():
         path = require_file(root / name, f"AVE {name}", "ave")
-        for i, line in enumerate(path.read_text(errors="replace").splitlines()):
+        for i, line in enumerate(read_text(path).splitlines()):
             if not line.strip():
                 continue
             try:
@@ -54,13 +57,17 @@ def build_manifest(root: str | Path) -> Manifest:
                 ex.append(Exclusion(line.split("&")[1] if line.count("&") >= 1 else line[:40], name,
                                     f"bad row {i + 1} of {name}: {err}"))
                 continue
+            cid = window_id(vid, s, e)
             if cat not in CLASS_NAMES:
-                ex.append(Exclusion(vid, name, f"unknown label {cat!r} in {name}"))
+                ex.append(Exclusion(cid, name, f"unknown label {cat!r} in {name}"))
+            elif vid in ambiguous:
+                ex.append(Exclusion(cid, name, ambiguous_reason(ambiguous[vid], vdir)))
             elif vid not in videos:
-                ex.append(Exclusion(vid, name, f"listed in {name} but absent on disk (AVE/{vid}.mp4)"))
+                ex.append(Exclusion(cid, name, f"listed in {name} but absent on disk (AVE/{vid}.mp4)"))
             else:
-                rows.append(ManifestRow(vid, str(videos[vid]), "", CLASS_NAMES.index(cat), cat, split, s, e))
-    rows = drop_duplicates(rows, ex)
+                row = ManifestRow(cid, str(videos[vid]), "", CLASS_NAMES.index(cat), cat, split, s, e)
+                listed.append(Listed(row, f"{name} row {i + 1}"))
+    rows = resolve_duplicates(listed, ex)
     if not rows:
-        raise DataError(f"ave: no usable clip in {root} ({len(ex)} skipped); see data/README.md")
+        raise no_usable_clips("ave", f"no usable clip in {root}", ex)
     return Manifest("ave", list(CLASS_NAMES), rows, ex)

@@ -24,11 +24,14 @@ from sklearn.model_selection import train_test_split
 
 from mmgap.data.decode import ClipError, check_audio, read_audio, read_frames
 from mmgap.data.features import audio_features, feature_shape
-from mmgap.data.manifest import SPLIT_CODES, SPLITS, DataError, Exclusion, Manifest, ManifestRow, write_exclusions
+from mmgap.data.manifest import (SPLIT_CODES, SPLITS, DataError, Exclusion, Manifest, ManifestRow, no_usable_clips,
+                                 summarise_reasons, write_exclusions)
 from mmgap.data.parallel import pmap
 from mmgap.data.protocols import Protocol
 
 CACHE_FORMAT = 1
+# Written next to the caches when a build finds nothing usable (removed by the next successful build).
+FAILED_EXCLUSIONS = "exclusions.csv"
 
 
 @dataclass
@@ -80,11 +83,46 @@ class FeatureCache:
         labels = np.asarray(labels, dtype=np.int64)
         if n and (labels.min() < 0 or labels.max() >= len(class_names)):
             raise ValueError(f"labels must lie in [0, {len(class_names)}) for {len(class_names)} class names")
-        return cls(audio=audio.astype(np.float16), frames=frames.astype(np.uint8), labels=labels,
+        audio16 = _finite_float16(audio)
+        _check_frames(frames)
+        return cls(audio=audio16, frames=frames.astype(np.uint8), labels=labels,
                    split=np.asarray(split, dtype=np.int8), clip_ids=[f"{i:05d}" for i in range(n)],
                    class_names=list(class_names),
                    imbalanced=None if imbalanced is None else np.asarray(imbalanced, dtype=bool),
                    visual_tier=None if visual_tier is None else np.asarray(visual_tier, dtype=str))
+
+
+def _finite_float16(audio: np.ndarray) -> np.ndarray:
+    """`audio` as float16, or ValueError naming the rows with NaN / inf (in the input or made by the cast)."""
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below, with the rows
+        a16 = audio.astype(np.float16)
+    bad = _nonfinite_rows(a16)
+    if len(bad):
+        cast = audio.dtype.kind == "f" and not len(_nonfinite_rows(audio))
+        why = "values beyond float16's range (|x| > 65504)" if cast else "NaN or infinite values"
+        raise ValueError(f"audio features have {why} in {len(bad)} row(s) (first: {bad[:5].tolist()}); fix or "
+                         "drop those clips before building a cache (training would fail on them)")
+    return a16
+
+
+def _nonfinite_rows(x: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """Indices of the rows of `x` holding a NaN or an infinity (checked in chunks to bound memory)."""
+    if x.dtype.kind not in "fc":
+        return np.zeros(0, dtype=np.int64)
+    bad = [np.flatnonzero(~np.isfinite(x[s:s + chunk]).reshape(len(x[s:s + chunk]), -1).all(axis=1)) + s
+           for s in range(0, len(x), chunk)]
+    return np.concatenate(bad) if bad else np.zeros(0, dtype=np.int64)
+
+
+def _check_frames(frames: np.ndarray) -> None:
+    """ValueError when frames are not finite pixel values in 0..255 (a uint8 cast would wrap them silently)."""
+    if frames.dtype == np.uint8 or frames.size == 0:
+        return
+    if frames.dtype.kind == "f" and not np.isfinite(frames).all():
+        raise ValueError("frames hold NaN or infinite values; expected pixel values 0..255")
+    lo, hi = frames.min(), frames.max()
+    if lo < 0 or hi > 255:
+        raise ValueError(f"frames span {lo:g}..{hi:g}; expected pixel values 0..255 (uint8)")
 
 
 def manifest_digest(manifest: Manifest) -> str:
@@ -142,7 +180,11 @@ def _process(task: _Task) -> tuple[str, Any, Any]:
         frames = read_frames(r.video, p.visual.fps, p.visual.frames_per_clip, p.visual.frame_size, *v_win)
         wave = read_audio(r.audio or r.video, p.audio.sample_rate, *a_win)
         check_audio(wave, p.audio.sample_rate, p.audio.min_duration_s, p.audio.min_rms)
-        return "ok", audio_features(wave, p.audio), frames
+        feat = audio_features(wave, p.audio)
+        if not np.isfinite(feat).all():
+            raise ClipError("non-finite audio features (NaN or inf after the spectrogram); check the protocol's "
+                            "normalisation")
+        return "ok", feat, frames
     except ClipError as e:
         return "error", str(e), None
     except Exception as e:  # noqa: BLE001 - a worker must report, not crash, on any unexpected decode failure
@@ -158,8 +200,8 @@ def build_cache(manifest: Manifest, protocol: Protocol, cache_root: str | Path, 
     if (final / "meta.json").is_file() and not rebuild:
         return final
     if not manifest.rows:
-        raise DataError(f"{manifest.dataset}: the manifest has no clips (skipped: {len(manifest.exclusions)}); "
-                        "check the dataset folder and data/README.md")
+        raise no_usable_clips(manifest.dataset, "no usable clip in the manifest", manifest.exclusions,
+                              written_to=write_failed(cache_root, manifest.exclusions))
     t0 = time.time()
     tmp = cache_root / f".{protocol.name}-{key}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -183,9 +225,8 @@ def build_cache(manifest: Manifest, protocol: Protocol, cache_root: str | Path, 
     keep = np.flatnonzero(ok)
     if len(keep) == 0:
         shutil.rmtree(tmp, ignore_errors=True)
-        reasons = sorted({e.reason for e in exclusions})
-        raise DataError(f"{manifest.dataset}: no clip could be decoded ({n} tried; reasons: {reasons}); "
-                        "see data/README.md for the expected files")
+        raise no_usable_clips(manifest.dataset, f"none of the {n} clips could be used", exclusions,
+                              written_to=write_failed(cache_root, exclusions))
     _compact(tmp, "audio", audio, keep)
     _compact(tmp, "frames", frames, keep)
     del audio, frames
@@ -213,11 +254,20 @@ def build_cache(manifest: Manifest, protocol: Protocol, cache_root: str | Path, 
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
+    (cache_root / FAILED_EXCLUSIONS).unlink(missing_ok=True)
     if progress:
         print(f"{manifest.dataset}: cached {len(rows)} clips (train {counts['train']}, val {counts['val']}, "
               f"test {counts['test']}); skipped {len(exclusions)} (see {final / 'exclusions.csv'}) "
               f"in {meta['seconds']} s")
+        if exclusions:
+            print("main reasons:\n" + summarise_reasons(exclusions))
     return final
+
+
+def write_failed(cache_root: Path, exclusions: list[Exclusion]) -> Path:
+    """Write the exclusions of a build that found nothing usable to `<cache_root>/exclusions.csv`."""
+    cache_root.mkdir(parents=True, exist_ok=True)
+    return write_exclusions(cache_root / FAILED_EXCLUSIONS, exclusions)
 
 
 def _compact(folder: Path, name: str, full: np.memmap, keep: np.ndarray) -> None:

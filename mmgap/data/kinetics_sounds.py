@@ -1,17 +1,22 @@
 """Kinetics-Sounds: a folder of 10 s clips plus list files `train.txt` / `test.txt` (optional `val.txt`).
 
-List rows are `ytid_start_end,10,label` where label is a class index (0-30) or name, or a CSV with
-columns `clip,label` (a header row is skipped). Clips are found by id under the dataset folder (any
-sub-folder; .mp4, .mkv, .webm, .avi). 31 classes, in the order of BML_TPAMI2024's split file.
+List files (read by `mmgap.data.label_lists`): rows `ytid_start_end,10,label` or `clip,label`, where label
+is a class index counted from 0 or a class name; or Kinetics' own annotation CSV
+(`label,youtube_id,time_start,time_end,split`, e.g. its train.csv / validate.csv), whose rows of other
+Kinetics classes are ignored. Integer labels counted from 1 (no 0, and 31 used) stop with an error that
+says how to fix them; a `classes.txt` in the folder (or `class_list=`) replaces the built-in 31 names and
+may give the indices your lists use (`1 blowing_nose`). Clips are found by id under the dataset folder
+(any sub-folder; .mp4, .mkv, .webm, .avi in any case), or by the relative path a list row names.
+31 classes by default, in the order of BML_TPAMI2024's split file.
 """
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
-from mmgap.data.manifest import (SPLITS, DataError, Exclusion, Manifest, ManifestRow, drop_duplicates,
-                                 require_dir)
+from mmgap.data.identity import Listed, ambiguous_reason, index_files, resolve_duplicates
+from mmgap.data.label_lists import ClassList, LabelList, check_index_base, read_class_list, read_label_list
+from mmgap.data.manifest import SPLITS, DataError, Exclusion, Manifest, ManifestRow, no_usable_clips, require_dir
 
 CLASS_NAMES = [
     "blowing_nose", "blowing_out_candles", "bowling", "chopping_wood", "dribbling_basketball", "laughing",
@@ -22,67 +27,78 @@ CLASS_NAMES = [
     "tapping_guitar", "tapping_pen", "tickling",
 ]
 VIDEO_EXTS = (".mp4", ".mkv", ".webm", ".avi")
-
-
-def _label(raw: str) -> int | None:
-    raw = raw.strip()
-    if raw.isdigit():
-        k = int(raw)
-        return k if 0 <= k < len(CLASS_NAMES) else None
-    name = raw.replace(" ", "_").lower()
-    return CLASS_NAMES.index(name) if name in CLASS_NAMES else None
+LIST_STEMS = {"train": ("train", "ks_train", "train_list"), "val": ("val", "ks_val", "val_list", "validate"),
+              "test": ("test", "ks_test", "test_list")}
 
 
 def _list_file(root: Path, split: str) -> Path | None:
     for ext in (".txt", ".csv"):
-        for stem in (split, f"ks_{split}", f"{split}_list"):
+        for stem in LIST_STEMS[split]:
             p = root / f"{stem}{ext}"
             if p.is_file():
                 return p
     return None
 
 
-def build_manifest(root: str | Path) -> Manifest:
+def class_list(root: Path, path: str | Path | None = None) -> ClassList:
+    """The classes: `path`, else `<root>/classes.txt`, else the built-in 31 names (indexed from 0)."""
+    if path is None and (root / "classes.txt").is_file():
+        path = root / "classes.txt"
+    return read_class_list(Path(path)) if path is not None else ClassList(list(CLASS_NAMES))
+
+
+def build_manifest(root: str | Path, class_list_file: str | Path | None = None) -> Manifest:
     """Manifest of a Kinetics-Sounds folder; unusable rows become exclusions with the reason."""
     root = Path(root)
     require_dir(root, "Kinetics-Sounds", "kinetics_sounds")
-    ex: list[Exclusion] = []
-    found: dict[str, list[Path]] = {}
-    for p in sorted(root.rglob("*")):
-        if p.suffix.lower() in VIDEO_EXTS and p.is_file():
-            found.setdefault(p.stem, []).append(p)
-    videos = {k: v[0] for k, v in found.items() if len(v) == 1}
-    dup_files = {k: v for k, v in found.items() if len(v) > 1}  # ambiguous: which copy is right is unknown
-    lists = {s: _list_file(root, s) for s in SPLITS}
-    if lists["train"] is None or lists["test"] is None:
+    classes = class_list(root, class_list_file)
+    videos, ambiguous = index_files(root, VIDEO_EXTS, recursive=True)
+    paths = {s: _list_file(root, s) for s in SPLITS}
+    if paths["train"] is None or paths["test"] is None:
         raise DataError(f"kinetics_sounds: need train.txt and test.txt list files in {root} (rows "
                         "`ytid_start_end,10,label`); see data/README.md")
-    rows: list[ManifestRow] = []
-    for split, path in lists.items():
-        if path is None:
-            continue
-        with open(path, newline="") as fh:
-            for i, rec in enumerate(csv.reader(fh)):
-                if not rec or not rec[0].strip():
-                    continue
-                if len(rec) < 2:
-                    ex.append(Exclusion(rec[0], path.name, f"bad row {i + 1} of {path.name}: expected "
-                                        "`ytid_start_end,10,label` or `clip,label`"))
-                    continue
-                clip, raw = Path(rec[0].strip()).stem, rec[-1]
-                y = _label(raw)
-                if y is None:
-                    if i == 0 and raw.strip().lower() == "label":
-                        continue
-                    ex.append(Exclusion(clip, path.name, f"unknown label {raw.strip()!r} in {path.name}"))
-                elif clip in dup_files:
-                    ex.append(Exclusion(clip, str(dup_files[clip][0]), f"duplicate id: {len(dup_files[clip])} files "
-                                        f"({', '.join(str(q) for q in dup_files[clip])})"))
-                elif clip not in videos:
-                    ex.append(Exclusion(clip, path.name, f"listed in {path.name} but absent on disk"))
-                else:
-                    rows.append(ManifestRow(clip, str(videos[clip]), "", y, CLASS_NAMES[y], split))
-    rows = drop_duplicates(rows, ex)
+    lists: dict[str, LabelList] = {s: read_label_list(p) for s, p in paths.items() if p is not None}
+    check_index_base(list(lists.values()), classes, "kinetics_sounds", root)
+    ex: list[Exclusion] = []
+    listed: list[Listed] = []
+    for split, lst in lists.items():
+        name = lst.path.name
+        known = 0
+        for item in lst.rows:
+            cid, file = _clip(item.clip, root, videos)
+            y = classes.lookup(item.label) if not item.problem else None
+            known += y is not None
+            if item.problem:
+                ex.append(Exclusion(cid, name, item.problem))
+            elif y is None:
+                if lst.kind == "kinetics_csv":
+                    continue  # another Kinetics class: not part of Kinetics-Sounds
+                ex.append(Exclusion(cid, name, f"unknown label {item.label!r} in {name} (expected {classes.base}.."
+                                    f"{classes.base + len(classes.names) - 1} or a class name of {classes.source})"))
+            elif file is None and Path(cid).name in ambiguous:
+                ex.append(Exclusion(cid, name, ambiguous_reason(ambiguous[Path(cid).name], root)))
+            elif file is None:
+                ex.append(Exclusion(cid, name, f"listed in {name} but absent on disk"))
+            else:
+                listed.append(Listed(ManifestRow(cid, str(file), "", y, classes.names[y], split), item.where))
+        if lst.kind == "kinetics_csv" and lst.rows and known == 0:
+            labels = sorted({r.label for r in lst.rows})[:3]
+            raise DataError(f"kinetics_sounds: {lst.path} is a Kinetics annotation CSV, but none of its "
+                            f"{len(lst.rows)} rows has a class of {classes.source} (its labels include {labels}); "
+                            "check the file, or give the class names with classes.txt")
+    rows = resolve_duplicates(listed, ex)
     if not rows:
-        raise DataError(f"kinetics_sounds: no usable clip in {root} ({len(ex)} skipped); see data/README.md")
-    return Manifest("kinetics_sounds", list(CLASS_NAMES), rows, ex)
+        raise no_usable_clips("kinetics_sounds", f"no usable clip in {root}", ex)
+    return Manifest("kinetics_sounds", list(classes.names), rows, ex)
+
+
+def _clip(named: str, root: Path, videos: dict[str, Path]) -> tuple[str, Path | None]:
+    """(id, file) of the clip a list row names: a relative path that exists under `root` (id: that path
+    without its extension), else an id looked up by file name anywhere under `root`."""
+    p = Path(named)
+    cid = p.with_suffix("").as_posix() if p.suffix.lower() in VIDEO_EXTS else p.as_posix()
+    if len(p.parts) > 1 or p.suffix.lower() in VIDEO_EXTS:
+        for cand in ([root / p] if p.suffix else [root / f"{p}{e}" for e in VIDEO_EXTS]):
+            if cand.is_file():
+                return cid, cand
+    return cid, videos.get(Path(cid).name)

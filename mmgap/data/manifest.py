@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -73,7 +74,7 @@ class Manifest:
         """Write the rows as CSV (class names are recoverable from label/label_name)."""
         path = Path(path)
         names = [f.name for f in fields(ManifestRow)]
-        with open(path, "w", newline="") as fh:
+        with open(path, "w", newline="", encoding="utf-8") as fh:
             w = csv.DictWriter(fh, fieldnames=names)
             w.writeheader()
             for r in self.rows:
@@ -84,7 +85,7 @@ class Manifest:
     def from_csv(cls, path: str | Path, dataset: str, class_names: list[str]) -> "Manifest":
         """Read rows written by `to_csv`."""
         rows = []
-        with open(path, newline="") as fh:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
             for d in csv.DictReader(fh):
                 rows.append(ManifestRow(
                     clip_id=d["clip_id"], video=d["video"], audio=d["audio"], label=int(d["label"]),
@@ -107,7 +108,7 @@ def _opt_bool(v: str | None) -> bool | None:
 def write_exclusions(path: str | Path, exclusions: list[Exclusion]) -> Path:
     """Write `clip_id,path,reason` rows (header always present, so an empty file means none skipped)."""
     path = Path(path)
-    with open(path, "w", newline="") as fh:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["clip_id", "path", "reason"])
         for e in exclusions:
@@ -117,21 +118,47 @@ def write_exclusions(path: str | Path, exclusions: list[Exclusion]) -> Path:
 
 def read_exclusions(path: str | Path) -> list[Exclusion]:
     """Read an exclusions CSV written by `write_exclusions`."""
-    with open(path, newline="") as fh:
+    with open(path, newline="", encoding="utf-8-sig") as fh:
         return [Exclusion(d["clip_id"], d["path"], d["reason"]) for d in csv.DictReader(fh)]
 
 
-def drop_duplicates(rows: list[ManifestRow], exclusions: list[Exclusion]) -> list[ManifestRow]:
-    """Keep the first row of each clip id; later ones become `duplicate id` exclusions."""
-    seen: set[str] = set()
-    kept = []
-    for r in rows:
-        if r.clip_id in seen:
-            exclusions.append(Exclusion(r.clip_id, r.video or r.audio, "duplicate id"))
-            continue
-        seen.add(r.clip_id)
-        kept.append(r)
-    return kept
+def reason_kind(reason: str) -> str:
+    """The kind of an exclusion reason: its text before the first `:`, `(` or `;` (`truncated file`)."""
+    return re.split(r"[:(;]", reason, maxsplit=1)[0].strip() or reason
+
+
+def summarise_reasons(exclusions: list[Exclusion], top: int = 3) -> str:
+    """The `top` most frequent kinds of skip reason, one line each: count, one full example and its clip."""
+    kinds = Counter(reason_kind(e.reason) for e in exclusions)
+    lines = []
+    for kind, n in kinds.most_common(top):
+        ex = next(e for e in exclusions if reason_kind(e.reason) == kind)
+        lines.append(f"  {n} x {ex.reason} (e.g. {ex.clip_id}: {ex.path})")
+    if len(kinds) > top:
+        lines.append(f"  ... and {sum(kinds.values()) - sum(n for _, n in kinds.most_common(top))} more of "
+                     f"{len(kinds) - top} other kind(s)")
+    return "\n".join(lines)
+
+
+class NoUsableClips(DataError):
+    """No clip of a dataset can be used; `exclusions` says why for each one."""
+
+    def __init__(self, message: str, dataset: str, headline: str, exclusions: list[Exclusion]):
+        super().__init__(message)
+        self.dataset, self.headline, self.exclusions = dataset, headline, exclusions
+
+
+def no_usable_clips(dataset: str, headline: str, exclusions: list[Exclusion],
+                    written_to: Path | None = None) -> NoUsableClips:
+    """The error for a dataset with nothing usable: what happened, the main skip reasons, and where every
+    skipped clip is listed (`headline` e.g. "no usable clip in data/ave")."""
+    lines = [f"{dataset}: {headline} ({len(exclusions)} skipped)."]
+    if exclusions:
+        lines += ["Main reasons:", summarise_reasons(exclusions)]
+    if written_to is not None:
+        lines.append(f"Every skipped clip and its reason: {written_to}.")
+    lines.append(f"Fix the files or lists named above; {README_HINT}.")
+    return NoUsableClips("\n".join(lines), dataset, headline, exclusions)
 
 
 def require_dir(path: Path, what: str, dataset: str) -> Path:

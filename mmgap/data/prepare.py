@@ -10,8 +10,8 @@ from typing import Any
 
 from mmgap.config import Preset, get_preset
 from mmgap.data import ave, crema_d, embedded, generic, kinetics_sounds
-from mmgap.data.cache import FeatureCache, build_cache, load_cache
-from mmgap.data.manifest import README_HINT, DataError, Manifest
+from mmgap.data.cache import FeatureCache, build_cache, load_cache, write_failed
+from mmgap.data.manifest import README_HINT, DataError, Manifest, NoUsableClips, no_usable_clips
 from mmgap.data.protocols import PROTOCOLS, Protocol, embedded_protocol
 from mmgap.paths import resolve
 
@@ -31,13 +31,16 @@ def embedded_root(data_dir: str | Path | None, preset: Preset, data_seed: int) -
     return base / f"{name}-seed{data_seed}"
 
 
-def build_dataset_manifest(dataset: str, root: Path, data_seed: int = 0, **kwargs: Any) -> Manifest:
-    """The manifest of a real dataset folder (raises DataError with a README pointer when it is missing)."""
+def build_dataset_manifest(dataset: str, root: Path, data_seed: int = 0, val_frac: float = 0.0,
+                           **kwargs: Any) -> Manifest:
+    """The manifest of a real dataset folder (raises DataError with a README pointer when it is missing).
+
+    `val_frac` reaches CREMA-D only, whose `split_by="actor"` carves validation actors itself."""
     if not root.exists():
         raise DataError(f"{dataset}: dataset folder {root} does not exist. Download the dataset and put it "
                         f"there (or pass data_dir=...); {README_HINT}.")
     if dataset == "crema_d":
-        return crema_d.build_manifest(root, split_seed=data_seed, **kwargs)
+        return crema_d.build_manifest(root, split_seed=data_seed, val_frac=val_frac, **kwargs)
     return _MODULES[dataset].build_manifest(root, **kwargs)
 
 
@@ -51,7 +54,8 @@ def prepare(dataset: str = "embedded", data_dir: str | Path | None = None, prese
     and cache, as with a real dataset. `workers`: processes (None automatic, 0 serial). `rebuild` rebuilds
     the cache (the generated embedded clips are reused when identical). `protocol` overrides the dataset's
     default protocol; extra keyword arguments go to the dataset's `build_manifest` (e.g. CREMA-D's
-    `split_files`).
+    `split_files` or `split_by="actor"`, Kinetics-Sounds' `class_list_file`). When nothing usable is found,
+    the DataError names the main reasons and every skipped clip is written to `<cache folder>/exclusions.csv`.
     """
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; valid datasets: {', '.join(DATASETS)}")
@@ -65,8 +69,12 @@ def prepare(dataset: str = "embedded", data_dir: str | Path | None = None, prese
         cache_root = root / "cache"
     else:
         root = resolve(data_dir) if data_dir is not None else resolve(f"data/{dataset}")
-        manifest = build_dataset_manifest(dataset, root, data_seed, **manifest_kwargs)
         proto = protocol or PROTOCOLS[dataset].replace(val_frac=p.train.val_frac, split_seed=data_seed)
         cache_root = (root.parent if root.is_file() else root) / "cache"
+        try:
+            manifest = build_dataset_manifest(dataset, root, data_seed, proto.val_frac, **manifest_kwargs)
+        except NoUsableClips as e:  # the same error, now naming the file that lists every skipped clip
+            raise no_usable_clips(e.dataset, e.headline, e.exclusions,
+                                  written_to=write_failed(cache_root, e.exclusions)) from None
     path = build_cache(manifest, proto, cache_root, workers=workers, rebuild=rebuild, progress=progress)
     return load_cache(path)
