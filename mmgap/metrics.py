@@ -43,13 +43,28 @@ def macro_f1(pred_or_logits: Any, y: Any, num_classes: int | None = None) -> flo
     return float(f1_score(true, pred, labels=labels, average="macro", zero_division=0))
 
 
+def is_absent(logits: Any) -> bool:
+    """Whether per-modality logits are all NaN: the branch of a modality the model does not have (a unimodal
+    baseline), whose accuracy is undefined rather than a number."""
+    if isinstance(logits, torch.Tensor):
+        return logits.is_floating_point() and logits.numel() > 0 and bool(torch.isnan(logits).all())
+    arr = np.asarray(logits)
+    return arr.dtype.kind == "f" and arr.size > 0 and bool(np.isnan(arr).all())
+
+
+def branch_accuracy(logits: Any, y: Any) -> float:
+    """`accuracy` of one modality's logits; NaN when that modality is absent (`is_absent`)."""
+    return float("nan") if is_absent(logits) else accuracy(logits, y)
+
+
 def evaluate_logits(fused: Any, logit_a: Any, logit_v: Any, y: Any) -> dict[str, float]:
-    """``acc`` and ``f1`` of the fused logits, ``acc_a`` and ``acc_v`` of the per-modality logits (Eq. 2)."""
+    """``acc`` and ``f1`` of the fused logits, ``acc_a`` and ``acc_v`` of the per-modality logits (Eq. 2);
+    a modality whose logits are all NaN (absent from a unimodal model) gets a NaN accuracy."""
     return {
         "acc": accuracy(fused, y),
         "f1": macro_f1(fused, y),
-        "acc_a": accuracy(logit_a, y),
-        "acc_v": accuracy(logit_v, y),
+        "acc_a": branch_accuracy(logit_a, y),
+        "acc_v": branch_accuracy(logit_v, y),
     }
 
 
