@@ -3,19 +3,21 @@
     from mmgap import baselines
     strategy = baselines.get("ogm_ge", alpha=0.8)   # then hand it to mmgap.train.Trainer
 
-`NAMES` lists the baselines in Table II's order; `LABELS` maps them to the table's row labels. The paper's
+`NAMES` lists the baselines in Table II's order (the two unimodal references first, then the paper's rows);
+`LABELS` maps them to the table's row labels; `schedules(epochs)` gives the effective epoch windows and periods
+of the methods that have one (the authors' values as fractions of the run, resolved for ``epochs``). The paper's
 own method is two-stage (warm-up, then the adaptive loss) and is run by `mmgap.train.run_two_stage`, not by a
 single strategy: `TWO_STAGE` maps its Table II names to the gap kind (``"ours_prob"`` -> ``gap="prob"``,
 ``"ours_kl"`` -> ``gap="kl"``), and `get` refuses those names with a pointer there.
 
-Methods needing a different head (MMCosine, MLA) replace ``trainer.model.head`` in ``setup``; the trainer
+Methods needing a different head (MMCosine, MLA, the unimodal ones) replace ``trainer.model.head`` in ``setup``; the trainer
 must call ``setup`` before it builds the optimizer (otherwise the new head is added to the optimizer as an
 extra parameter group).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from mmgap.baselines.agm import AGMStrategy
 from mmgap.baselines.concat import ConcatStrategy
@@ -26,9 +28,12 @@ from mmgap.baselines.mmcosine import MMCosineStrategy
 from mmgap.baselines.ogm_ge import OGMGEStrategy
 from mmgap.baselines.opm import OPMOGMStrategy, OPMStrategy
 from mmgap.baselines.pmr import PMRStrategy
+from mmgap.baselines.unimodal import AudioOnlyStrategy, VisualOnlyStrategy
 from mmgap.strategy import Strategy
 
 _REGISTRY: dict[str, Callable[..., Strategy]] = {
+    "audio_only": AudioOnlyStrategy,
+    "visual_only": VisualOnlyStrategy,
     "concat": ConcatStrategy,
     "g_blending": GBlendingStrategy,
     "ogm_ge": OGMGEStrategy,
@@ -42,12 +47,14 @@ _REGISTRY: dict[str, Callable[..., Strategy]] = {
 }
 
 NAMES: tuple[str, ...] = tuple(_REGISTRY)
-"""Baseline names in Table II's order (plus "opm", OPM alone)."""
+"""Baseline names in Table II's order: the unimodal references, then the paper's rows (plus "opm", OPM alone)."""
 
 TWO_STAGE: dict[str, str] = {"ours_prob": "prob", "ours_kl": "kl"}
 """The paper's method in Table II: name -> the `gap` argument of mmgap.train.run_two_stage."""
 
 LABELS: dict[str, str] = {
+    "audio_only": "Audio only",
+    "visual_only": "Visual only",
     "concat": "Baseline (Concat)",
     "g_blending": "G-Blending",
     "ogm_ge": "OGM-GE",
@@ -81,4 +88,22 @@ def get(name: str, **kwargs: Any) -> Strategy:
         raise TypeError(f"bad arguments for baseline {key!r}: {err}") from err
 
 
-__all__ = ["NAMES", "TWO_STAGE", "LABELS", "get"] + [cls.__name__ for cls in _REGISTRY.values()]
+def schedules(epochs: int, names: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Effective epoch windows and periods of each named baseline (default: all) for a run of ``epochs``.
+
+    Only methods with a schedule appear (G-Blending, OGM-GE, PMR, AGM, D&R, OPM, OPM&OGM), each with the values
+    its `schedule` method resolves from its defaults. Epochs count from 0; windows are inclusive.
+    """
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+        raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
+    out: dict[str, dict[str, Any]] = {}
+    for name in names if names is not None else NAMES:
+        if name in TWO_STAGE:
+            continue
+        strategy = get(name)
+        if hasattr(strategy, "schedule"):
+            out[name] = strategy.schedule(epochs)
+    return out
+
+
+__all__ = ["NAMES", "TWO_STAGE", "LABELS", "get", "schedules"] + [cls.__name__ for cls in _REGISTRY.values()]

@@ -109,15 +109,48 @@ def total_epochs(trainer: "Trainer") -> int | None:
     return None
 
 
-def scale_epochs(default: int, total: int | None, minimum: int = 0) -> int:
-    """An epoch count published for a 100-epoch run, scaled to this run's budget (unchanged when unknown)."""
-    if total is None or total >= REFERENCE_EPOCHS:
-        return default
-    return max(minimum, math.floor(default * total / REFERENCE_EPOCHS + 0.5))  # half rounds up
+def epochs_of(fraction: float, total: int) -> int:
+    """round(fraction · total), halves up: an epoch bound or period the authors published as a count for their
+    run length, given here as a fraction of the run and resolved for this run's budget."""
+    return math.floor(fraction * total + 0.5)
+
+
+def check_fraction(owner: str, name: str, value: Any, positive: bool = False) -> float:
+    """``value`` as a float in [0, 1] (in (0, 1] with ``positive``), else a ValueError naming the parameter."""
+    low = "(0, 1]" if positive else "[0, 1]"
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or not (0.0 < value <= 1.0 if positive else 0.0 <= value <= 1.0):
+        raise ValueError(f"{owner} {name} must be a fraction of the run in {low}, got {value!r}")
+    return float(value)
+
+
+def check_window(owner: str, name: str, window: Any) -> tuple[float, float]:
+    """``window`` as (start, end) fractions of the run with 0 <= start <= end <= 1, else a ValueError."""
+    if not isinstance(window, (tuple, list)) or len(window) != 2:
+        raise ValueError(f"{owner} {name} must be a (start, end) pair of fractions of the run, got {window!r}")
+    start = check_fraction(owner, f"{name}[0]", window[0])
+    end = check_fraction(owner, f"{name}[1]", window[1])
+    if start > end:
+        raise ValueError(f"{owner} {name} must have start <= end (fractions in [0, 1]), got {window!r}")
+    return start, end
+
+
+def window_epochs(window: tuple[float, float], epochs: int) -> dict[str, int]:
+    """An inclusive window given as fractions of the run, in epochs of a run of ``epochs``: starts <= e <= ends
+    (each bound rounded half up, the end at most the last epoch)."""
+    return {"modulation_starts": epochs_of(window[0], epochs),
+            "modulation_ends": min(epochs_of(window[1], epochs), epochs - 1)}
+
+
+def run_length(trainer: "Trainer", reference: int) -> int:
+    """The epoch count schedules are resolved for: the run's budget, or ``reference`` (the authors') if unknown."""
+    total = total_epochs(trainer)
+    return total if total is not None else reference
 
 
 def in_window(epoch: int, start: int, end: int | None) -> bool:
-    """Whether ``epoch`` lies in the inclusive modulation window [start, end] (end None = no end)."""
+    """Whether ``epoch`` lies in the inclusive window [start, end] (end None = no end): the authors'
+    ``modulation_starts <= epoch <= modulation_ends``."""
     return epoch >= start and (end is None or epoch <= end)
 
 

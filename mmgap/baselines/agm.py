@@ -1,29 +1,44 @@
 """AGM: adaptive gradient modulation (Li et al., "Boosting multi-modal model performance with adaptive
 gradient modulation", ICCV 2023).
 
-Per batch, each modality's contribution is its zero-padding Shapley value over the fused logits, with the
-authors' two-modality form m_a = ½[f(a, v) − f(0, v) + f(a, 0)], m_v = ½[f(a, v) − f(a, 0) + f(0, v)]
-(so m_a + m_v = f(a, v)); "0" is the encoder's output for an all-zero input, computed in eval mode without
-gradients as the authors do. Scores s_m = mean_i −log max(softmax(m_m,i)[y_i], 1e-8); the current ratio
+The authors' repository (lihongcs/AGM) is not in our index of public code. We follow the field notes and the
+two-modality branch kept (commented out) in GeWu-Lab/BalanceBenchmark, balancemm/trainer/AGM_trainer.py,
+``AGMTrainer.training_step``, which is the original formula; that file's active, generic branch computes
+r_m = exp(s_m − mean s), the flipped sign (it speeds up the dominant modality), which we do not use.
+
+Per batch, each modality's contribution is its zero-padding Shapley value over the fused logits,
+m_a = ½[f(a, v) − f(0, v) + f(a, 0)], m_v = ½[f(a, v) − f(a, 0) + f(0, v)] (so m_a + m_v = f(a, v)); "0" is
+the encoder's output for an all-zero input, computed in eval mode without gradients (BalanceBenchmark's
+``GradMod_2.forward``). Scores s_m = mean_i −log max(softmax(m_m,i)[y_i], 1e-8); the current ratio
 r_a = exp(s_v − s_a) (r_v = 1 / r_a) is compared with the same ratio of the running averages s̄_m over all
-iterations so far, r̄_a = exp(s̄_v − s̄_a), and each branch's gradient is multiplied by
-k_m = exp(α · min(r̄_m − r_m, 10)). A modality that is ahead of its usual share (r_m > r̄_m) gets k_m < 1:
-the dominant branch is slowed (a popular port flips this sign). The coefficients act on the gradient that
-flows into each encoder, through tensor hooks on φ^a and φ^v (equivalent to scaling all encoder gradients,
-which the authors' benchmark code does); the head is not scaled. As a safeguard against the exponential's
-spikes, the whole gradient is clipped to norm 5 when any gradient entry exceeds 5 in magnitude (the authors
-test only the head's entries, whose gradient their output hooks scale along with the encoders'; since ours
-scale the encoders only, every entry is tested).
+iterations so far (updated after use, from 0), r̄_a = exp(s̄_v − s̄_a), and each branch's gradient is
+multiplied by k_m = exp(α · min(r̄_m − r_m, 10)). A modality ahead of its usual share (r_m > r̄_m) gets
+k_m < 1 (slowed); the lagging one gets k_m > 1 (sped up), AGM's main lever. The coefficients act on the
+gradient flowing into each encoder through tensor hooks on φ^a and φ^v (every encoder parameter; the head
+is not scaled). Safeguard: all gradients are clipped to total norm 5 when a gradient entry exceeds 5 in
+magnitude. Loss: CE on the fused logits (Eq. 1).
 
-Learning-rate safeguard: k grows exponentially when a modality does worse than its running average, and
-a bigger step on it can make it worse still. At the authors' learning rates (~1e-3) that loop is damped;
-at the demo preset's SGD lr 0.05 it diverged within 6 epochs even with the clip (measured: k_a up to 140,
-gradient norm 1,200). So when the run's lr exceeds 1e-2, ``slowdown_only`` (default: automatic) divides both
-coefficients by max(1, k_a, k_v): their ratio, which sets the balance between the branches, is kept, but no
-branch is pushed faster than plain SGD. Pass ``slowdown_only=False`` for the unmodified coefficients.
+Bounded speed-up (``max_coeff``): k grows exponentially when a modality does worse than its running average,
+and a bigger step can make it worse still. At the authors' learning rates (~1e-3) the clip damps that loop;
+at the demo preset's SGD lr 0.05 an earlier version of the embedded data diverged within 6 epochs even with
+the clip (k_a up to 140, gradient norm 1,200), which is why this module used to divide both coefficients by
+their maximum: AGM became slow-down-only and lost its main lever. Instead, when the run's lr exceeds 1e-2,
+``max_coeff="auto"`` caps each coefficient at k ≤ 2 (``SPEEDUP_CAP``): the lagging branch is still sped up,
+at most to twice the plain-SGD step (close to BalanceBenchmark's own bound, α·7 = 0.7 in its config,
+k ≤ e^0.7 ≈ 2.01), and the slow-down of the leading branch is untouched. On the current embedded data (demo,
+seeds 0 and 1, 20 epochs) uncapped coefficients stayed below 2.5 and did not diverge; the cap binds in about
+2 % of the steps. At lr ≤ 1e-2, "auto" means no cap (the authors' form); pass a number to cap always, or
+None never to.
 
-Default α = 1.5 (the authors' AV setting); modulation in every epoch unless a window is given.
-Loss: CE on the fused logits (Eq. 1).
+Defaults and their source: α = 1.5 (the authors' audio-visual setting, field notes), exponent cap 10
+(BalanceBenchmark's two-modality branch), modulation in every epoch (``window=(0.0, 1.0)``; the original's
+window is not public).
+
+Deviations: (1) the speed-up cap above, only at learning rates far above the authors'. (2) The clip tests
+every gradient entry, where BalanceBenchmark tests the head's only: hooks at the Shapley outputs (the
+original's) scale the head's gradient with the encoders', so the head test sees a large k; ours scale the
+encoders only, so the head alone would never trigger. (3) BalanceBenchmark multiplies only non-vector encoder
+gradients; the feature hooks here scale every encoder parameter's gradient (BatchNorm and biases included).
 """
 
 from __future__ import annotations
@@ -33,12 +48,16 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from mmgap.baselines._common import (
+    REFERENCE_EPOCHS,
     autocast,
     ce,
+    check_window,
     encoder,
     eval_mode,
     in_window,
+    run_length,
     standard_parts,
+    window_epochs,
 )
 from mmgap.strategy import Batch, Strategy
 
@@ -46,8 +65,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from mmgap.train import Trainer
 
 P_FLOOR = 1e-8
+EXPONENT_CAP = 10.0
 LR_STABLE = 1e-2
-"""Above this learning rate (the authors train at ~1e-3) AGM's speed-ups (k up to e^15) diverge: see above."""
+"""Above this learning rate (the authors train at ~1e-3) AGM's unbounded speed-ups (k up to e^15) diverge."""
+SPEEDUP_CAP = 2.0
+"""The largest coefficient ``max_coeff="auto"`` allows above LR_STABLE: at most twice the plain-SGD step."""
 
 
 def shapley_contributions(total: torch.Tensor, pad_audio: torch.Tensor,
@@ -65,19 +87,16 @@ def agm_score(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def agm_coefficients(score_a: torch.Tensor, score_v: torch.Tensor, avg_a: torch.Tensor, avg_v: torch.Tensor,
-                     alpha: float, cap: float = 10.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """(k_a, k_v) with k_m = exp(α·min(r̄_m − r_m, cap)), r_a = exp(s_v − s_a), r̄_a = exp(s̄_v − s̄_a)."""
+                     alpha: float, cap: float = EXPONENT_CAP,
+                     max_coeff: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(k_a, k_v), k_m = min(exp(α·min(r̄_m − r_m, cap)), max_coeff), r_a = exp(s_v − s_a), r̄_a = exp(s̄_v − s̄_a)."""
     r_a, r_v = torch.exp(score_v - score_a), torch.exp(score_a - score_v)
     rbar_a, rbar_v = torch.exp(avg_v - avg_a), torch.exp(avg_a - avg_v)
     k_a = torch.exp(alpha * torch.clamp(rbar_a - r_a, max=cap))
     k_v = torch.exp(alpha * torch.clamp(rbar_v - r_v, max=cap))
+    if max_coeff is not None:
+        k_a, k_v = k_a.clamp(max=max_coeff), k_v.clamp(max=max_coeff)
     return k_a, k_v
-
-
-def rescale_to_slowdown(k_a: torch.Tensor, k_v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(k_a, k_v) / max(1, k_a, k_v): the same ratio k_a / k_v, but no branch ever sped up beyond plain SGD."""
-    top = torch.maximum(torch.maximum(k_a, k_v), torch.ones_like(k_a))
-    return k_a / top, k_v / top
 
 
 def running_mean(avg: torch.Tensor, value: torch.Tensor, iteration: int) -> torch.Tensor:
@@ -101,24 +120,37 @@ class AGMStrategy(Strategy):
     """Joint CE with Shapley-based exponential coefficients on each encoder's gradient (AGM)."""
 
     name = "agm"
+    reference_epochs = REFERENCE_EPOCHS
 
-    def __init__(self, alpha: float = 1.5, modulation_starts: int = 0, modulation_ends: int | None = None,
-                 clip: bool = True, slowdown_only: bool | None = None) -> None:
-        if alpha < 0:
-            raise ValueError(f"AGM alpha must be >= 0, got {alpha}")
-        self.slowdown_only = slowdown_only
+    def __init__(self, alpha: float = 1.5, window: tuple[float, float] = (0.0, 1.0), clip: bool = True,
+                 max_coeff: float | str | None = "auto") -> None:
+        if not alpha >= 0:
+            raise ValueError(f"AGM alpha must be >= 0, got {alpha!r}")
+        if not (max_coeff is None or max_coeff == "auto"
+                or (isinstance(max_coeff, (int, float)) and not isinstance(max_coeff, bool) and max_coeff >= 1.0)):
+            raise ValueError(f"AGM max_coeff must be 'auto', None or a number >= 1, got {max_coeff!r}")
         self.alpha = float(alpha)
-        self.modulation_starts, self.modulation_ends = int(modulation_starts), modulation_ends
+        self.window = check_window("AGM", "window", window)
         self.clip = bool(clip)
+        self.max_coeff = max_coeff
+        self.cap: float | None = None
         self.iteration = 0
         self.avg_a: torch.Tensor | None = None
         self.avg_v: torch.Tensor | None = None
+        self._sched: dict[str, int] | None = None
+
+    def schedule(self, epochs: int) -> dict[str, int]:
+        """The modulation window in epochs of a run of ``epochs``: starts <= epoch <= ends."""
+        return window_epochs(self.window, epochs)
 
     def setup(self, trainer: "Trainer") -> None:
-        """Resolve ``slowdown_only``: on when the run's learning rate is far above the authors' (> 1e-2)."""
-        if self.slowdown_only is None:
+        """Resolve the speed-up cap (``"auto"``: 2 above lr 1e-2, none at the authors' rates) and the window."""
+        if self.max_coeff == "auto":
             lr = float(getattr(getattr(getattr(trainer, "preset", None), "train", None), "lr", 0.0))
-            self.slowdown_only = lr > LR_STABLE
+            self.cap = SPEEDUP_CAP if lr > LR_STABLE else None
+        else:
+            self.cap = None if self.max_coeff is None else float(self.max_coeff)
+        self._sched = self.schedule(run_length(trainer, self.reference_epochs))
 
     def _padded_features(self, trainer: "Trainer", batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Encoder outputs (eval mode, no grad) of one all-zero audio input and one all-zero clip, [1, d] each."""
@@ -132,6 +164,7 @@ class AGMStrategy(Strategy):
 
     def training_step(self, trainer: "Trainer", batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """CE(f); Shapley scores set k_a, k_v, registered as gradient hooks on φ^a and φ^v."""
+        assert self._sched is not None, "call setup(trainer) first"
         out = trainer.forward(batch)
         y = batch["label"]
         z_a, z_v = self._padded_features(trainer, batch)
@@ -143,13 +176,12 @@ class AGMStrategy(Strategy):
         s_a, s_v = agm_score(m_a, y), agm_score(m_v, y)
         if self.avg_a is None or self.avg_v is None:
             self.avg_a, self.avg_v = torch.zeros_like(s_a), torch.zeros_like(s_v)
-        k_a, k_v = agm_coefficients(s_a, s_v, self.avg_a, self.avg_v, self.alpha)
-        if self.slowdown_only:
-            k_a, k_v = rescale_to_slowdown(k_a, k_v)
+        k_a, k_v = agm_coefficients(s_a, s_v, self.avg_a, self.avg_v, self.alpha, max_coeff=self.cap)
         self.iteration += 1
         self.avg_a = running_mean(self.avg_a, s_a, self.iteration)
         self.avg_v = running_mean(self.avg_v, s_v, self.iteration)
-        if in_window(epoch, self.modulation_starts, self.modulation_ends) and out.feat_a.requires_grad:
+        active = in_window(epoch, self._sched["modulation_starts"], self._sched["modulation_ends"])
+        if active and out.feat_a.requires_grad:
             out.feat_a.register_hook(lambda g, k=k_a: g * k.to(g.dtype))
             out.feat_v.register_hook(lambda g, k=k_v: g * k.to(g.dtype))
         parts = standard_parts(out.fused, out.logit_a, out.logit_v, y)
@@ -157,7 +189,7 @@ class AGMStrategy(Strategy):
         return ce(out.fused, y), parts
 
     def after_backward(self, trainer: "Trainer", epoch: int) -> None:
-        """The authors' safeguard: clip to total norm 5 when a gradient entry exceeds 5."""
+        """The safeguard: clip to total norm 5 when a gradient entry exceeds 5."""
         if self.clip:
             clip_if_large(trainer.model)
 

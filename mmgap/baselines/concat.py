@@ -1,8 +1,8 @@
 """Concat baseline (Table II, "Baseline (Concat)"): joint cross-entropy on the fused logits only.
 
-The model is mmgap.models.AVClassifier (Eq. 1); the per-modality logits of Eq. 2 are only logged and
-evaluated, never trained on directly. This is the field's standard joint-training baseline (OGM-GE's
-"Normal" mode).
+Follows GeWu-Lab/OGM-GE_CVPR2022, main.py, ``train_epoch`` with ``--modulation Normal`` (no modulation): the
+model is mmgap.models.AVClassifier (Eq. 1); the per-modality logits of Eq. 2 are only logged and evaluated,
+never trained on directly. No hyperparameters of its own; no deviation.
 """
 
 from __future__ import annotations

@@ -1,17 +1,31 @@
 """D&R: diagnosing and re-learning (Wei, Li & Hu, "Diagnosing and re-learning for balanced multimodal
 learning", ECCV 2024).
 
-Every `reinit_epoch` epochs (at most `reinit_num` = 3 times), each encoder's learning state is diagnosed:
-its features on the training and validation splits are min-max scaled to [−1, 1] (per split, scikit-learn's
-MinMaxScaler) and clustered by k-means with k = number of classes (scikit-learn's KMeans); the purity of
-each clustering (fraction of samples in their cluster's majority class) gives the gap
-Δ_m = |purity_train − purity_val|. The encoder is then softly re-initialised,
-θ_m ← w_m·θ_m^init + (1 − w_m)·θ_m with w_m = tanh(λ·Δ_m): a modality that fits the training set much
-better than it generalises is pulled back toward its initial weights more. Loss: CE on the fused logits.
+Follows GeWu-Lab/Diagnosing_Relearning_ECCV2024, code/ours.py: ``main`` (the loop and its order),
+``get_feature``, ``reinit_score``, ``purity_score`` and ``reinit``. Training is joint CE on the fused logits.
+After epoch e has been trained AND evaluated (so the model that existed before a re-initialisation is in the
+history and can be selected as the best checkpoint), if e > 0, e is a multiple of the re-init period and fewer
+than `reinit_num` re-inits happened, each encoder's learning state is diagnosed: its features on the training
+split (as the training loader yields them: random frame per segment, model in eval mode) and on the validation
+split are min-max scaled to [−1, 1] per split (scikit-learn's MinMaxScaler) and clustered by k-means with
+k = number of classes (scikit-learn's KMeans, ``n_init=10``, ``random_state=0``); the purity of each
+clustering (fraction of samples in their cluster's majority class) gives Δ_m = |purity_train − purity_val|.
+Each encoder is then softly re-initialised, θ_m ← w_m·θ_m^init + (1 − w_m)·θ_m with w_m = tanh(λ·Δ_m), for
+every parameter of the encoder (BatchNorm affine included, running statistics not; the optimizer state is
+kept, as ``param.data = ...`` keeps it in the authors' code).
 
-Defaults (the authors'): λ = 3, re-init every 20 epochs of a 100-epoch run, at most 3 times. At a shorter
-budget the period is scaled to the same fraction of the run (at least 1 epoch), and no re-init happens after
-the final epoch (it could only hurt the evaluated model).
+Order in our trainer: the diagnosis runs in ``on_epoch_end`` (its purities and w go into that epoch's history
+row), the trainer then evaluates and checkpoints the un-reset model, and the re-initialisation is applied in
+the next epoch's ``on_epoch_start``; the pending w travel in the checkpoint, so a resumed run re-initialises
+exactly as an uninterrupted one. No re-init is due after the final epoch (there is no next epoch to apply it).
+
+Defaults and their source: λ = 3, re-init every 20 epochs at most 3 times, 90 epochs (code/script/ours.sh);
+the period as a fraction of the run, ``reinit_every=20/90`` (4 epochs at 20: re-inits after epochs 4, 8, 12;
+see `DRStrategy.schedule`). k-means with n_init = 10 and random_state = 0: the authors' ``KMeans(n_clusters,
+random_state=0)`` with scikit-learn's default n_init of their time (10).
+
+Deviation: none in the method. BalanceBenchmark (balancemm/trainer/ReLearning_trainer.py) re-initialises
+before validation; we follow the authors' own order.
 """
 
 from __future__ import annotations
@@ -25,11 +39,24 @@ from sklearn.cluster import KMeans
 from sklearn.metrics.cluster import contingency_matrix
 from sklearn.preprocessing import MinMaxScaler
 
-from mmgap.baselines._common import MODALITIES, ce, encoder, scale_epochs, standard_parts, total_epochs
+from mmgap.baselines._common import (
+    MODALITIES,
+    ce,
+    check_fraction,
+    encoder,
+    epochs_of,
+    run_length,
+    standard_parts,
+)
 from mmgap.strategy import Batch, Strategy
 
 if TYPE_CHECKING:  # pragma: no cover
     from mmgap.train import Trainer
+
+KMEANS_N_INIT = 10
+KMEANS_SEED = 0
+REFERENCE_EPOCHS = 90
+"""The epoch count of the authors' script (code/script/ours.sh), which their re-init period of 20 is for."""
 
 
 def purity(labels: np.ndarray, clusters: np.ndarray) -> float:
@@ -38,11 +65,11 @@ def purity(labels: np.ndarray, clusters: np.ndarray) -> float:
     return float(cm.max(axis=0).sum() / cm.sum())
 
 
-def kmeans_purity(features: np.ndarray, labels: np.ndarray, n_clusters: int, seed: int = 0) -> float:
-    """Purity of k-means (k = n_clusters) on min-max-scaled features (D&R's learning-state diagnosis)."""
+def kmeans_purity(features: np.ndarray, labels: np.ndarray, n_clusters: int, seed: int = KMEANS_SEED) -> float:
+    """Purity of k-means (k = n_clusters, 10 restarts) on min-max-scaled features (D&R's diagnosis)."""
     x = MinMaxScaler(feature_range=(-1, 1)).fit_transform(np.asarray(features, dtype=np.float64))
     k = min(n_clusters, len(x))
-    clusters = KMeans(n_clusters=k, random_state=seed, n_init="auto").fit_predict(x)
+    clusters = KMeans(n_clusters=k, random_state=seed, n_init=KMEANS_N_INIT).fit_predict(x)
     return purity(np.asarray(labels), clusters)
 
 
@@ -59,34 +86,57 @@ def soft_reinit_(module: torch.nn.Module, init_state: dict[str, torch.Tensor], w
 
 
 class DRStrategy(Strategy):
-    """Joint CE; every reinit_epoch epochs, each encoder moves toward its initial weights by tanh(λΔ)."""
+    """Joint CE; after a diagnosed epoch is evaluated, each encoder moves toward its initial weights by tanh(λΔ)."""
 
     name = "dr"
+    reference_epochs = REFERENCE_EPOCHS
 
-    def __init__(self, lam: float = 3.0, reinit_epoch: int | None = None, reinit_num: int = 3,
+    def __init__(self, lam: float = 3.0, reinit_every: float = 20 / 90, reinit_num: int = 3,
                  val_split: str = "val") -> None:
-        if lam < 0 or reinit_num < 0 or (reinit_epoch is not None and reinit_epoch < 1):
-            raise ValueError(
-                f"D&R needs lam >= 0, reinit_num >= 0, reinit_epoch >= 1; got {lam}, {reinit_num}, {reinit_epoch}"
-            )
-        self.lam, self.reinit_epoch, self.reinit_num = float(lam), reinit_epoch, int(reinit_num)
+        if not lam >= 0:
+            raise ValueError(f"D&R lam must be >= 0, got {lam!r}")
+        if not isinstance(reinit_num, int) or isinstance(reinit_num, bool) or reinit_num < 0:
+            raise ValueError(f"D&R reinit_num must be an integer >= 0, got {reinit_num!r}")
+        self.lam = float(lam)
+        self.reinit_every = check_fraction("D&R", "reinit_every", reinit_every, positive=True)
+        self.reinit_num = reinit_num
         self.val_split = val_split
         self.reinit_count = 0
+        self.pending: dict[str, float] | None = None
         self.init_state: dict[str, dict[str, torch.Tensor]] | None = None
         self._total: int | None = None
-        self.seed = 0
+        self._sched: dict[str, Any] | None = None
+
+    def schedule(self, epochs: int) -> dict[str, Any]:
+        """The re-init period in epochs of a run of ``epochs`` and the epochs after which re-inits are due."""
+        period = max(1, epochs_of(self.reinit_every, epochs))
+        due = [e for e in range(period, epochs - 1, period)][: self.reinit_num]
+        return {"reinit_period": period, "reinit_after_epochs": due}
 
     def setup(self, trainer: "Trainer") -> None:
-        """Remember each encoder's initial parameters (unless restored) and resolve the re-init period."""
+        """Remember each encoder's initial parameters (unless restored) and resolve the schedule."""
         if self.init_state is None:
             self.init_state = {
                 m: {k: v.detach().clone() for k, v in encoder(trainer.model, m).named_parameters()} for m in MODALITIES
             }
-        self._total = total_epochs(trainer)
-        if self.reinit_epoch is None:
-            self.reinit_epoch = scale_epochs(20, self._total, minimum=1)
-        gen = getattr(trainer, "generator", None)
-        self.seed = int(gen.initial_seed() % (2**31)) if gen is not None else 0
+        self._total = run_length(trainer, self.reference_epochs)
+        self._sched = self.schedule(self._total)
+
+    def due(self, epoch: int) -> bool:
+        """Whether the model of this (0-based) epoch is diagnosed (and re-initialised before the next epoch)."""
+        assert self._sched is not None and self._total is not None, "call setup(trainer) first"
+        period = self._sched["reinit_period"]
+        not_last = epoch + 1 < self._total
+        return epoch > 0 and epoch % period == 0 and self.reinit_count < self.reinit_num and not_last
+
+    def on_epoch_start(self, trainer: "Trainer", epoch: int) -> None:
+        """Apply the re-initialisation diagnosed after the previous epoch (its model is already evaluated)."""
+        if self.pending is None:
+            return
+        assert self.init_state is not None
+        for m in MODALITIES:
+            soft_reinit_(encoder(trainer.model, m), self.init_state[m], self.pending[m])
+        self.pending = None
 
     def training_step(self, trainer: "Trainer", batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Joint CE on the fused logits."""
@@ -94,38 +144,33 @@ class DRStrategy(Strategy):
         y = batch["label"]
         return ce(out.fused, y), standard_parts(out.fused, out.logit_a, out.logit_v, y)
 
-    def due(self, epoch: int) -> bool:
-        """Whether a re-init follows this (0-based) epoch."""
-        assert self.reinit_epoch is not None, "call setup(trainer) first"
-        last = self._total is not None and epoch + 1 >= self._total
-        return (epoch + 1) % self.reinit_epoch == 0 and self.reinit_count < self.reinit_num and not last
-
     def on_epoch_end(self, trainer: "Trainer", epoch: int) -> dict[str, Any]:
-        """Diagnose both encoders and re-initialise them softly when a re-init is due."""
+        """When due: diagnose both encoders (purities, w) and schedule the re-init for the next epoch's start."""
         if not self.due(epoch):
             return {}
-        assert self.init_state is not None
-        train, val = trainer.collect_outputs("train"), trainer.collect_outputs(self.val_split)
+        train = trainer.collect_outputs("train", train_mode_aug=True)
+        val = trainer.collect_outputs(self.val_split)
         row: dict[str, Any] = {}
+        pending: dict[str, float] = {}
         for m, key in (("audio", "feat_a"), ("visual", "feat_v")):
-            p_tr = kmeans_purity(_np(train[key]), _np(train["label"]), trainer.num_classes, self.seed)
-            p_va = kmeans_purity(_np(val[key]), _np(val["label"]), trainer.num_classes, self.seed)
-            w = reinit_strength(p_tr, p_va, self.lam)
-            soft_reinit_(encoder(trainer.model, m), self.init_state[m], w)
-            row.update({f"purity_train_{m}": p_tr, f"purity_val_{m}": p_va, f"reinit_w_{m}": w})
+            p_tr = kmeans_purity(_np(train[key]), _np(train["label"]), trainer.num_classes)
+            p_va = kmeans_purity(_np(val[key]), _np(val["label"]), trainer.num_classes)
+            pending[m] = reinit_strength(p_tr, p_va, self.lam)
+            row.update({f"purity_train_{m}": p_tr, f"purity_val_{m}": p_va, f"reinit_w_{m}": pending[m]})
+        self.pending = pending
         self.reinit_count += 1
         return row
 
     def state_dict(self) -> dict[str, Any]:
-        """Initial encoder parameters, the re-init count and the resolved period."""
-        return {"init_state": self.init_state, "reinit_count": self.reinit_count, "reinit_epoch": self.reinit_epoch}
+        """Initial encoder parameters, the re-init count and a diagnosed re-init not yet applied."""
+        return {"init_state": self.init_state, "reinit_count": self.reinit_count, "pending": self.pending}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what state_dict returned."""
         self.init_state = state.get("init_state")
         self.reinit_count = int(state.get("reinit_count", 0))
-        if state.get("reinit_epoch") is not None:
-            self.reinit_epoch = int(state["reinit_epoch"])
+        pending = state.get("pending")
+        self.pending = None if pending is None else {m: float(pending[m]) for m in MODALITIES}
 
 
 def _np(x: Any) -> np.ndarray:

@@ -1,16 +1,22 @@
 """G-Blending: gradient blending (Wang, Tran & Feiszli, "What makes training multi-modal classification
 networks hard?", CVPR 2020).
 
-Three branches share the encoders: audio (l^a), visual (l^v) and fused (f), the logits of Eq. (1-2). Every
-super-epoch, each branch's overfitting-to-generalisation ratio is measured from its mean CE on the training
-and validation splits at the super-epoch's start (n) and end (n + N):
-ΔG_k = L^val_k(n) − L^val_k(n+N), ΔO_k = O_k(n+N) − O_k(n) with O = L^val − L^train, and
-w_k ∝ |ΔG_k| / ΔO_k², normalised to sum 1 (the authors' benchmark code takes |ΔG|). Training minimises
-Σ_k w_k·CE_k. Weights start uniform (1/3 each) until the first estimate.
+The authors' code is not public; we follow GeWu-Lab/BalanceBenchmark, balancemm/trainer/GBlending_trainer.py
+(``GBlendingTrainer.fit``, ``super_epoch_origin``, ``training_step``). Three branches share the encoders:
+audio (l^a), visual (l^v) and fused (f), the logits of Eq. (1-2). At the start of every super-epoch, each
+branch's overfitting-to-generalisation ratio is measured from its mean CE on the training and validation
+splits at the super-epoch's start (n) and end (n + N): ΔG_k = L^val_k(n) − L^val_k(n+N),
+ΔO_k = O_k(n+N) − O_k(n) with O = L^val − L^train, and w_k ∝ |ΔG_k| / ΔO_k², normalised to sum 1 (the
+paper's online G-Blending). Training minimises Σ_k w_k·CE_k. Weights start uniform (1/3 each) until the first
+estimate.
+
+Defaults and their source: a super-epoch of 10 epochs in a 70-epoch run (configs/trainer_config.yaml:
+GBlending super_epoch 10, base max_epochs 70), here ``super_epoch=1/7`` of this run (3 epochs at 20; see
+`GBlendingStrategy.schedule`).
 
 Deviation, for a CPU budget: the losses come from the jointly trained model's own branches rather than from
-three models re-trained per super-epoch (the paper's Algorithm 1); the formula is unchanged. The super-epoch
-is 10 epochs of a 100-epoch run, scaled to shorter budgets (at least 1).
+a copy of the model trained per branch for a super-epoch (``super_epoch_origin``, the paper's Algorithm 1);
+the formula is unchanged.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
-from mmgap.baselines._common import ce, scale_epochs, standard_parts, total_epochs
+from mmgap.baselines._common import ce, check_fraction, epochs_of, run_length, standard_parts
 from mmgap.strategy import Batch, Strategy
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -54,25 +60,28 @@ class GBlendingStrategy(Strategy):
     """Σ_k w_k·CE_k over fused, audio and visual logits, w re-estimated every super-epoch (G-Blending)."""
 
     name = "g_blending"
+    reference_epochs = 70
 
-    def __init__(self, super_epoch: int | None = None, val_split: str = "val") -> None:
-        if super_epoch is not None and super_epoch < 1:
-            raise ValueError(f"G-Blending super_epoch must be >= 1, got {super_epoch}")
-        self.super_epoch = super_epoch
+    def __init__(self, super_epoch: float = 1 / 7, val_split: str = "val") -> None:
+        self.super_epoch = check_fraction("G-Blending", "super_epoch", super_epoch, positive=True)
         self.val_split = val_split
         self.weights = torch.full((3,), 1.0 / 3.0)
         self._prev: tuple[torch.Tensor, torch.Tensor] | None = None
         self._w_dev: torch.Tensor | None = None
+        self._sched: dict[str, int] | None = None
+
+    def schedule(self, epochs: int) -> dict[str, int]:
+        """The super-epoch length in epochs of a run of ``epochs`` (weights re-estimated at its multiples)."""
+        return {"super_epoch": max(1, epochs_of(self.super_epoch, epochs))}
 
     def setup(self, trainer: "Trainer") -> None:
         """Resolve the super-epoch length from the run's budget."""
-        if self.super_epoch is None:
-            self.super_epoch = scale_epochs(10, total_epochs(trainer), minimum=1)
+        self._sched = self.schedule(run_length(trainer, self.reference_epochs))
 
     def on_epoch_start(self, trainer: "Trainer", epoch: int) -> None:
         """At each super-epoch boundary: measure branch losses on train and val, update the weights."""
-        assert self.super_epoch is not None, "call setup(trainer) first"
-        if epoch % self.super_epoch == 0:
+        assert self._sched is not None, "call setup(trainer) first"
+        if epoch % self._sched["super_epoch"] == 0:
             now = (branch_losses(trainer.collect_outputs("train")), branch_losses(trainer.collect_outputs(self.val_split)))
             if self._prev is not None:
                 self.weights = blending_weights(self._prev[0], self._prev[1], now[0], now[1])
@@ -94,12 +103,10 @@ class GBlendingStrategy(Strategy):
     def state_dict(self) -> dict[str, Any]:
         """Weights and the last super-epoch's losses."""
         prev = None if self._prev is None else torch.stack(self._prev)
-        return {"weights": self.weights, "prev": prev, "super_epoch": self.super_epoch}
+        return {"weights": self.weights, "prev": prev}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what state_dict returned."""
         self.weights = state["weights"].float().cpu()
         prev = state.get("prev")
         self._prev = None if prev is None else (prev[0].cpu(), prev[1].cpu())
-        if state.get("super_epoch") is not None:
-            self.super_epoch = int(state["super_epoch"])

@@ -1,12 +1,20 @@
 """MMCosine: multi-modal cosine loss (Xu et al., ICASSP 2023).
 
-The concat head's weight is split into W^a, W^v as in Eq. (2), but each modality's logits become
-s·cos(φ^m, W^m_k): features and class weight rows are L2-normalised, there is no bias, and the fused logits
-are the sum l^a + l^v; training is CE on the fused logits. Default scale s = 10 (the authors' default).
+Follows GeWu-Lab/MMCosine_ICASSP23, main_CD.py, ``train_epoch`` (the ``args.mmcosine`` branch). The concat
+head's weight is split into W^a, W^v as in Eq. (2), but each modality's logits become s·cos(φ^m, W^m_k):
+features and class weight rows are L2-normalised, there is no bias, and the fused logits are the sum
+l^a + l^v; training is CE on the fused logits.
+
+Defaults and their source: scale s = 10 (main_CD.py ``get_arguments``: ``--scaling 10``); the NCE term of
+their supplementary material is off by default there (``--lam 0``) and not included.
 
 `setup` swaps ``trainer.model.head`` for a `CosineHead` holding the same initial weights, so the model's own
 forward (evaluation, feature collection) produces cosine logits too. The trainer must build its optimizer
 after `setup` (mmgap.train does); if an optimizer already exists, the new head's weight is added to it.
+
+Deviation (an improvement): evaluation uses the same cosine logits as training. The authors' ``valid`` scores
+the fused prediction with the model's plain linear head output (``out`` of ``fc_out``, with its bias, which
+training under MMCosine never optimises) and only the per-modality accuracies with cosine logits.
 """
 
 from __future__ import annotations

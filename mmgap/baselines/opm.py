@@ -1,17 +1,27 @@
 """OPM and OPM&OGM: on-the-fly prediction modulation (Wei et al., "On-the-fly modulation for balanced
 multimodal learning", TPAMI 2024), alone and combined with OGM's gradient modulation (Table II, "OPM&OGM").
 
-Per batch, from the undropped split logits of Eq. (2): s_m = Σ_i softmax(l^m_i)[y_i],
-r_m = tanh(relu(s_m / s_other − 1)), and the drop probability q_m = q_base·(1 + λ·r_m) when r_m > 0 (else 0),
-clipped to [0, 1]; only the leading modality can have r_m > 0. With probability p_exe per batch, each
-sample's feature vector of modality m is zeroed with probability q_m (Bernoulli per sample), and both
-modalities' features are rescaled by 1 / (1 − θ), θ = Σ_m d_m q_m / Σ_m d_m (the dimension-weighted drop
-rate of the concatenated feature, as in the authors' code). The fused logits of the dropped features are
-trained with CE. No dropping during the first `modulation_starts` epochs.
+Follows GeWu-Lab/BML_TPAMI2024: code/models/Classifier.py (``calcu_q``, ``Modality_drop.execute_drop``,
+``Classifier.forward``) and code/main.py (``train``). Per batch, from the undropped split logits of Eq. (2):
+s_m = Σ_i softmax(l^m_i)[y_i], r_m = tanh(relu(s_m / s_other − 1)), and the drop probability
+q_m = q_base·(1 + λ·r_m) when r_m > 0 (else 0), clipped to [0, 1]; only the leading modality can have r_m > 0.
+With probability p_exe per batch, each sample's feature vector of modality m is zeroed with probability q_m
+(Bernoulli per sample), and both modalities' features are rescaled by 1 / (1 − θ), θ = Σ_m d_m q_m / Σ_m d_m.
+The fused logits of the dropped features are trained with CE. Neither OPM nor OGM runs during the warm-up
+(main.py: ``warm_up = 1 if epoch <= 5``). "opm_ogm" adds OGM-GE's coefficients and GE noise
+(mmgap.baselines.ogm_ge; main.py ``train`` applies the same 1 − tanh(α·r) to 4-D conv gradients) computed
+from the same undropped scores, after the warm-up and inside OGM's own window.
 
-Defaults (the authors'): q_base 0.5, λ 0.5, p_exe 0.7, 5 warm-up epochs of a 100-epoch run (scaled to a
-shorter run's budget). "opm_ogm" adds OGM-GE's gradient coefficients and GE noise (mmgap.baselines.ogm_ge,
-α 0.8, the same epoch window [0, half of the run]) computed from the same scores.
+Defaults and their source: q_base 0.5, λ 0.5, p_exe 0.7 (scripts/train_opm.sh); α 0.8 and OGM's window
+[0, 60] (scripts/train_ogm.sh); warm-up ``epoch <= 5`` and 100 epochs (main.py, config.py). As fractions of
+this run: ``warmup=0.05`` (drop from epoch round(0.05·T) + 1 on: epoch 6 of 100, epoch 2 of 20) and
+``ogm_window=(0.0, 0.6)`` (inclusive, [0, 12] at 20 epochs); see `OPMStrategy.schedule`.
+
+Deviations: (1) a sample whose features are all dropped would be removed from the batch by the authors'
+``update_flag``; with two modalities only the leading one can be dropped, so this never happens and is not
+coded. (2) 1e-5 guards the ratio s_m / s_other and 1 / (1 − θ) against division by zero (the authors' code
+has no guard). (3) The per-batch p_exe draw uses a seeded CPU generator saved in checkpoints (theirs:
+NumPy's global RNG), so runs resume bit-identically.
 """
 
 from __future__ import annotations
@@ -21,16 +31,19 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from mmgap.baselines._common import (
+    REFERENCE_EPOCHS,
     DeviceRng,
     autocast,
     ce,
+    check_fraction,
+    check_window,
     device_generator,
     encoder,
+    epochs_of,
     in_window,
-    scale_epochs,
+    run_length,
     standard_parts,
     to_device,
-    total_epochs,
     true_class_score,
 )
 from mmgap.baselines.ogm_ge import modulate_grads, ogm_coefficients
@@ -39,7 +52,7 @@ from mmgap.strategy import Batch, Strategy
 if TYPE_CHECKING:  # pragma: no cover
     from mmgap.train import Trainer
 
-EPS = 1e-5  # the authors' guard in s_m / s_other and 1 / (1 − θ)
+EPS = 1e-5  # guards s_m / s_other and 1 / (1 − θ) against division by zero (deviation 2)
 
 
 def opm_drop_probs(logit_a: torch.Tensor, logit_v: torch.Tensor, y: torch.Tensor, q_base: float,
@@ -76,31 +89,39 @@ class OPMStrategy(Strategy):
     """CE on fused logits of features where the leading modality is dropped per sample (OPM)."""
 
     name = "opm"
+    reference_epochs = REFERENCE_EPOCHS
 
-    def __init__(self, q_base: float = 0.5, lam: float = 0.5, p_exe: float = 0.7,
-                 modulation_starts: int | None = None, modulation_ends: int | None = None) -> None:
+    def __init__(self, q_base: float = 0.5, lam: float = 0.5, p_exe: float = 0.7, warmup: float = 0.05) -> None:
         for field, value in (("q_base", q_base), ("p_exe", p_exe)):
             if not 0.0 <= value <= 1.0:
-                raise ValueError(f"OPM {field} must be in [0, 1], got {value}")
-        if lam < 0:
-            raise ValueError(f"OPM lam must be >= 0, got {lam}")
+                raise ValueError(f"OPM {field} must be in [0, 1], got {value!r}")
+        if not lam >= 0:
+            raise ValueError(f"OPM lam must be >= 0, got {lam!r}")
         self.q_base, self.lam, self.p_exe = float(q_base), float(lam), float(p_exe)
-        self.modulation_starts = modulation_starts
-        self.modulation_ends = modulation_ends
+        self.warmup = check_fraction("OPM", "warmup", warmup)
         self._rng = DeviceRng()
         self._cpu_gen: torch.Generator | None = None
         self._cpu_state: torch.Tensor | None = None
+        self._sched: dict[str, int] | None = None
+
+    def schedule(self, epochs: int) -> dict[str, int]:
+        """Feature dropping runs from ``modulation_starts`` to the end of a run of ``epochs`` (after the warm-up)."""
+        return {"modulation_starts": epochs_of(self.warmup, epochs) + 1}
 
     def setup(self, trainer: "Trainer") -> None:
-        """Generators (device: masks; CPU: the per-batch p_exe draw, no host sync) and the warm-up length."""
+        """Generators (device: masks; CPU: the per-batch p_exe draw, no host sync) and the schedule."""
         self._rng.setup(trainer)
         if self._cpu_gen is None:
             self._cpu_gen = device_generator(trainer, "cpu")
         if self._cpu_state is not None:
             self._cpu_gen.set_state(self._cpu_state)
             self._cpu_state = None
-        if self.modulation_starts is None:
-            self.modulation_starts = scale_epochs(5, total_epochs(trainer))
+        self._sched = self.schedule(run_length(trainer, self.reference_epochs))
+
+    def dropping(self, epoch: int) -> bool:
+        """Whether OPM may drop features in this (0-based) epoch (after the warm-up)."""
+        assert self._sched is not None, "call setup(trainer) first"
+        return epoch >= self._sched["modulation_starts"]
 
     def _forward(self, trainer: "Trainer", batch: Batch, epoch: int) -> dict[str, torch.Tensor]:
         """Encode, score the undropped split logits, drop and fuse; returns the tensors the loss needs."""
@@ -113,8 +134,7 @@ class OPMStrategy(Strategy):
             q_a, q_v = opm_drop_probs(logit_a, logit_v, y, self.q_base, self.lam)
             assert self._cpu_gen is not None, "call setup(trainer) first"
             execute = bool(torch.rand((), generator=self._cpu_gen) < self.p_exe)
-            active = execute and in_window(epoch, int(self.modulation_starts or 0), self.modulation_ends)
-            if active:
+            if execute and self.dropping(epoch):
                 da, dv, theta = opm_drop(feat_a, feat_v, q_a, q_v, self._rng.gen)
                 fused = model.head(da, dv)[0]
             else:
@@ -130,9 +150,8 @@ class OPMStrategy(Strategy):
         return ce(o["fused"], o["y"]), parts
 
     def state_dict(self) -> dict[str, Any]:
-        """Both generators' states and the resolved windows."""
-        return {"rng": self._rng.state(), "cpu_rng": None if self._cpu_gen is None else self._cpu_gen.get_state(),
-                "modulation_starts": self.modulation_starts, "ogm_ends": getattr(self, "ogm_ends", None)}
+        """Both generators' states (the schedule is recomputed from the run's budget at setup)."""
+        return {"rng": self._rng.state(), "cpu_rng": None if self._cpu_gen is None else self._cpu_gen.get_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what state_dict returned."""
@@ -143,10 +162,6 @@ class OPMStrategy(Strategy):
                 self._cpu_state = cpu
             else:
                 self._cpu_gen.set_state(cpu)
-        if state.get("modulation_starts") is not None:
-            self.modulation_starts = int(state["modulation_starts"])
-        if state.get("ogm_ends") is not None and hasattr(self, "ogm_ends"):
-            self.ogm_ends = int(state["ogm_ends"])
 
 
 class OPMOGMStrategy(OPMStrategy):
@@ -154,19 +169,22 @@ class OPMOGMStrategy(OPMStrategy):
 
     name = "opm_ogm"
 
-    def __init__(self, alpha: float = 0.8, ge: bool = True, ogm_starts: int = 0, ogm_ends: int | None = None,
+    def __init__(self, alpha: float = 0.8, ge: bool = True, ogm_window: tuple[float, float] = (0.0, 0.6),
                  **opm_kwargs: Any) -> None:
         super().__init__(**opm_kwargs)
+        if not alpha >= 0:
+            raise ValueError(f"OPM&OGM alpha must be >= 0, got {alpha!r}")
         self.alpha = float(alpha)
         self.ge = bool(ge)
-        self.ogm_starts, self.ogm_ends = int(ogm_starts), ogm_ends
+        self.ogm_window = check_window("OPM&OGM", "ogm_window", ogm_window)
         self._coeffs: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def setup(self, trainer: "Trainer") -> None:
-        """OPM's setup; OGM's window ends at half of the run by default, as in OGM-GE."""
-        super().setup(trainer)
-        if self.ogm_ends is None:
-            self.ogm_ends = scale_epochs(50, total_epochs(trainer))
+    def schedule(self, epochs: int) -> dict[str, int]:
+        """OPM's start, and OGM's window [ogm_starts, ogm_ends] (never inside the warm-up)."""
+        sched = super().schedule(epochs)
+        sched["ogm_starts"] = max(sched["modulation_starts"], epochs_of(self.ogm_window[0], epochs))
+        sched["ogm_ends"] = min(epochs_of(self.ogm_window[1], epochs), epochs - 1)
+        return sched
 
     def training_step(self, trainer: "Trainer", batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """OPM's loss; the OGM coefficients of the undropped split logits are kept for after_backward."""
@@ -178,8 +196,9 @@ class OPMOGMStrategy(OPMStrategy):
         return ce(o["fused"], o["y"]), parts
 
     def after_backward(self, trainer: "Trainer", epoch: int) -> None:
-        """OGM-GE's gradient modulation of both encoders inside OGM's window [ogm_starts, ogm_ends]."""
-        if self._coeffs is None or not in_window(epoch, self.ogm_starts, self.ogm_ends):
+        """OGM-GE's conv-gradient modulation of both encoders inside OGM's window [ogm_starts, ogm_ends]."""
+        assert self._sched is not None, "call setup(trainer) first"
+        if self._coeffs is None or not in_window(epoch, self._sched["ogm_starts"], self._sched["ogm_ends"]):
             return
         k_a, k_v = self._coeffs
         modulate_grads(encoder(trainer.model, "audio"), k_a, self.ge, self._rng.gen)
