@@ -3,8 +3,9 @@ gradient modulation", ICCV 2023).
 
 The authors' repository (lihongcs/AGM) is not in our index of public code. We follow the field notes and the
 two-modality branch kept (commented out) in GeWu-Lab/BalanceBenchmark, balancemm/trainer/AGM_trainer.py,
-``AGMTrainer.training_step``, which is the original formula; that file's active, generic branch computes
-r_m = exp(s_m − mean s), the flipped sign (it speeds up the dominant modality), which we do not use.
+``AGMTrainer.training_step``, which matches the field notes' account of the original; that file's active,
+generic branch computes r_m = exp(s_m − mean s), the flipped sign (it speeds up the dominant modality), which
+we do not use.
 
 Per batch, each modality's contribution is its zero-padding Shapley value over the fused logits,
 m_a = ½[f(a, v) − f(0, v) + f(a, 0)], m_v = ½[f(a, v) − f(a, 0) + f(0, v)] (so m_a + m_v = f(a, v)); "0" is
@@ -25,9 +26,9 @@ the clip (k_a up to 140, gradient norm 1,200), which is why this module used to 
 their maximum: AGM became slow-down-only and lost its main lever. Instead, when the run's lr exceeds 1e-2,
 ``max_coeff="auto"`` caps each coefficient at k ≤ 2 (``SPEEDUP_CAP``): the lagging branch is still sped up,
 at most to twice the plain-SGD step (close to BalanceBenchmark's own bound, α·7 = 0.7 in its config,
-k ≤ e^0.7 ≈ 2.01), and the slow-down of the leading branch is untouched. On the current embedded data (demo,
-seeds 0 and 1, 20 epochs) uncapped coefficients stayed below 2.5 and did not diverge; the cap binds in about
-2 % of the steps. At lr ≤ 1e-2, "auto" means no cap (the authors' form); pass a number to cap always, or
+k ≤ e^0.7 ≈ 2.01), and the slow-down of the leading branch is untouched. On the embedded data as of this
+change (demo, seeds 0 and 1, 20 epochs) uncapped coefficients stayed below 2.5 and did not diverge; the cap
+binds in about 2 % of the steps. At lr ≤ 1e-2, "auto" means no cap (the authors' form); pass a number to cap always, or
 None never to.
 
 Defaults and their source: α = 1.5 (the authors' audio-visual setting, field notes), exponent cap 10

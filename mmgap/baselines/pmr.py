@@ -17,8 +17,8 @@ window [0, 100] of 150 epochs, here ``window=(0.0, 2/3)`` of this run ([0, 13] a
 Options and deviations: ``ratio_scaled=True`` uses BalanceBenchmark's form (balancemm/trainer/PMR_trainer.py,
 ``training_step``): β = α·clip(ρ − 1, 0, 1) for visual, α·clip(1/ρ − 1, 0, 1) for audio, 2-10× weaker at
 usual ρ; not the default. A class absent from this epoch's prototype batches keeps its previous prototype
-(the authors divide by a zero count and get NaN). The optional entropy regulariser (PMR's PER) is not
-included (the authors' CE-only script does not use it).
+(the authors divide by a zero count and get NaN). PMR's optional entropy regulariser (PER) is not included:
+main_Prototype_grad.py has none.
 """
 
 from __future__ import annotations
