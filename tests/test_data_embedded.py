@@ -1,4 +1,4 @@
-"""The embedded generator: determinism, skip-when-identical, balanced labels, flags, DTMF audio, held-out scans."""
+"""The embedded generator: determinism, skip-when-identical, balanced labels, visual tiers, DTMF audio, held-out scans."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from mmgap.data import embedded
 from mmgap.data.decode import read_audio, read_frames
 from mmgap.data.manifest import DataError
 
-CFG = EmbeddedConfig(n_clips=40, imbalanced_frac=0.3, test_frac=0.2, frame_size=20, frames_per_clip=2,
-                     sample_rate=8000, duration_s=1.0, fps=2)
+CFG = EmbeddedConfig(n_clips=40, hard_frac=0.34, corrupt_frac=0.34, test_frac=0.2, frame_size=20,
+                     frames_per_clip=2, sample_rate=8000, duration_s=1.0, fps=2)
 
 
 def _digest(root):
@@ -35,9 +35,12 @@ def test_manifest_balanced_split_and_flags(generated):
     labels = np.array([r.label for r in m.rows])
     assert np.bincount(labels, minlength=10).tolist() == [4] * 10
     assert m.counts() == {"train": 30, "val": 0, "test": 10}  # round(0.2 * 4) = 1 test clip per class
+    tiers = np.array([r.visual_tier for r in m.rows])
     flags = np.array([r.imbalanced for r in m.rows])
-    # per class: round(0.3 * 1 test) = 0 and round(0.3 * 3 train) = 1 -> 10 flagged clips
-    assert flags.sum() == 10
+    # per class: 1 test clip (round(0.34) = 0 hard, 0 corrupt) and 3 train clips (round(1.02) = 1 hard, 1 corrupt)
+    for d in range(10):
+        assert sorted(tiers[labels == d]) == ["clean", "clean", "corrupt", "hard"]
+    assert (flags == (tiers != "clean")).all() and flags.sum() == 20
     assert all(r.video.endswith(".mp4") and (root / "clips").is_dir() for r in m.rows)
 
 
@@ -69,21 +72,54 @@ def test_audio_track_is_the_digits_dtmf_pair(tmp_path):
         assert (lows, highs) == embedded.DTMF[r.label], r.clip_id
 
 
-def test_degraded_clips_have_less_visual_structure(generated):
-    _, m = generated
-    def detail(r):
-        f = read_frames(r.video, CFG.fps, CFG.frames_per_clip, CFG.frame_size).astype(np.float32).mean(-1)
+def test_tiers_render_as_designed():
+    """Clean: the own scan, large; hard: smaller, fainter, with distractors; corrupt: no digit or a foreign one."""
+    cfg = replace(CFG, n_clips=400, frame_size=24, hard_frac=0.3, corrupt_frac=0.3)
+    design = embedded.DEFAULT_DESIGN
+    plan = embedded._plan(cfg, 0, design)
+    _, targets = embedded._digits()
+    by_tier = {t: [p for p in plan if p["visual_tier"] == t] for t in embedded.TIERS}
+    assert all(targets[p["scan"]] == p["digit"] for p in by_tier["clean"] + by_tier["hard"])
+    assert all(len(p["distractors"]) == design.hard_distractors for p in by_tier["hard"])
+    corrupt = by_tier["corrupt"]
+    assert {p["corruption"] for p in corrupt} == set(design.corruptions)
+    assert all(p["scan"] == -1 for p in corrupt if p["corruption"] == "absent")
+    foreign = [p for p in corrupt if p["corruption"] == "foreign"]
+    # the foreign scan's class is drawn independently of the label: it matches about 1 time in 10
+    same = np.mean([targets[p["scan"]] == p["digit"] for p in foreign])
+    assert len(foreign) > 40 and same < 0.3
+
+    def ink(p: dict) -> float:
+        rng = np.random.default_rng(0)
+        images, _ = embedded._digits()
+        scan = images[p["scan"]] if p["scan"] >= 0 else None
+        f = embedded._render_frames(rng, scan, 2, 24, p["visual_tier"], design,
+                                    tuple(images[i] for i in p["distractors"])).astype(np.float32).mean(-1)
         return float(np.abs(f - np.median(f)).mean())
-    clean = np.mean([detail(r) for r in m.rows if not r.imbalanced])
-    degraded = np.mean([detail(r) for r in m.rows if r.imbalanced])
-    assert degraded < clean
+
+    clean = np.mean([ink(p) for p in by_tier["clean"]])
+    hard = np.mean([ink(p) for p in by_tier["hard"]])
+    absent = np.mean([ink(p) for p in corrupt if p["corruption"] == "absent"])
+    assert absent < hard < clean
+
+
+def test_audio_does_not_depend_on_the_picture_design(tmp_path):
+    """Each track has its own random stream: a harder picture leaves every clip's audio unchanged."""
+    small = replace(CFG, n_clips=10)
+    a = embedded.generate_embedded(tmp_path / "a", small, seed=1, workers=0, progress=False)
+    other = replace(embedded.DEFAULT_DESIGN, hard_contrast=(0.1, 0.2), hard_distractors=4)
+    b = embedded.generate_embedded(tmp_path / "b", small, seed=1, workers=0, design=other, progress=False)
+    for ra, rb in zip(embedded.build_manifest(a).rows, embedded.build_manifest(b).rows):
+        np.testing.assert_array_equal(read_audio(ra.video, 8000), read_audio(rb.video, 8000))
 
 
 def test_test_clips_use_held_out_scans():
     cfg = replace(CFG, n_clips=200)
     plan = embedded._plan(cfg, 0, embedded.DEFAULT_DESIGN)
-    train = {p["scan"] for p in plan if p["split"] == "train"}
-    test = {p["scan"] for p in plan if p["split"] == "test"}
+    def scans(split: str) -> set[int]:  # every scan a clip shows: its own (or foreign) one and distractors
+        return {s for p in plan if p["split"] == split for s in (p["scan"], *p["distractors"]) if s >= 0}
+
+    train, test = scans("train"), scans("test")
     assert train and test and not train & test
 
 

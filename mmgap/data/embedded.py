@@ -32,30 +32,36 @@ from mmgap.config import EmbeddedConfig
 from mmgap.data.manifest import DataError, Manifest, ManifestRow
 from mmgap.data.parallel import pmap
 
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 CLASS_NAMES = [str(d) for d in range(10)]
 # Standard DTMF keypad frequencies (Hz): low (row) and high (column) tone of each digit.
 DTMF = {1: (697, 1209), 2: (697, 1336), 3: (697, 1477), 4: (770, 1209), 5: (770, 1336), 6: (770, 1477),
         7: (852, 1209), 8: (852, 1336), 9: (852, 1477), 0: (941, 1336)}
-DEGRADATIONS = ("blur", "occlude", "empty")
+TIERS = ("clean", "hard", "corrupt")
+CORRUPTIONS = ("absent", "foreign")
 
 
 @dataclass(frozen=True)
 class EmbeddedDesign:
-    """Difficulty knobs of the generator (calibrated so the issue's targets hold at the demo preset)."""
+    """Difficulty knobs of the generator (calibrated by benchmarks/embedded_calibration.py at `demo`)."""
 
+    # clean tier: a large, contrasted digit drifting over smooth clutter
     digit_scale: tuple[float, float] = (2.2, 2.6)     # upscaling of the 8x8 scans (for a 20 px canvas)
     jitter_px: float = 1.5                            # start position: centre +/- this
     speed_px: float = 0.5                             # drift per frame (px), plus 0.5 px jitter
     noise_std: float = 0.04                           # pixel noise (0..1 scale)
     clutter_std: float = 0.03                         # smooth background clutter
     contrast: tuple[float, float] = (0.7, 0.9)        # digit contrast against the background
-    random_polarity: bool = False                     # also dark-on-light digits (much slower to learn)
     bg_range: tuple[float, float] = (0.2, 0.6)        # background colour channels
-    blur_sigma: float = 3.5                           # degraded: blur ...
-    dim: float = 0.2                                  # ... and dimming factor
-    occlude_frac: float = 0.9                         # degraded: side of the occluder / digit side
-    empty_contrast: float = 0.03                      # degraded: nearly empty frames
+    # hard tier: the label is in the picture, but small, faint and among distractor strokes
+    hard_scale: tuple[float, float] = (0.55, 0.7)     # digit size as a fraction of the clean size
+    hard_contrast: tuple[float, float] = (0.25, 0.4)  # digit contrast
+    hard_jitter_px: float = 4.0                       # start position: centre +/- this (anywhere in the frame)
+    hard_distractors: int = 2                         # faint strokes of other scans (any class) around it
+    hard_distractor_contrast: float = 0.5             # their contrast, relative to the digit's
+    hard_invert: bool = False                         # dark digit on a light background (new features needed)
+    # corrupt tier: no label information in the picture (kinds drawn uniformly)
+    corruptions: tuple[str, ...] = CORRUPTIONS        # "absent": clutter only; "foreign": a random digit
     tone_s: tuple[float, float] = (0.1, 0.4)          # tone burst duration
     snr_db: tuple[float, float] = (-14.5, -4.5)       # tone-to-noise power ratio
     test_scan_frac: float = 0.25                      # scans reserved for test clips
@@ -86,35 +92,51 @@ def _scan_pools(seed: int, design: EmbeddedDesign) -> dict[str, list[np.ndarray]
     return pools
 
 
-def _render_frames(rng: np.random.Generator, digit: int, scan: np.ndarray, n_frames: int, side: int,
-                   degraded: str | None, design: EmbeddedDesign) -> np.ndarray:
-    """[n_frames, side, side, 3] uint8: the scan moving over clutter and noise, maybe degraded."""
-    scale = rng.uniform(*design.digit_scale) * side / 20.0
-    glyph = np.clip(ndimage.zoom(scan, scale, order=1), 0.0, 1.0)
-    if degraded == "blur":
-        glyph = ndimage.gaussian_filter(glyph, design.blur_sigma * side / 20.0) * design.dim
-    elif degraded == "occlude":
-        g = glyph.shape[0]
-        o = max(2, int(round(design.occlude_frac * g)))
-        y, x = rng.integers(0, g - o + 1, size=2)
-        glyph = glyph.copy()
-        glyph[y:y + o, x:x + o] = 0.0
-    elif degraded == "empty":
-        glyph = glyph * design.empty_contrast
+def _glyph(scan: np.ndarray, scale: float) -> np.ndarray:
+    """The 8x8 scan upscaled by `scale` (bilinear), values in [0, 1]."""
+    return np.clip(ndimage.zoom(scan, max(scale, 0.25), order=1), 0.0, 1.0)
+
+
+def _paste(mask: np.ndarray, glyph: np.ndarray, pos: np.ndarray, weight: float) -> None:
+    """Add `weight` x `glyph` into `mask` at integer `pos` (clipped at the borders), keeping the max."""
+    side = mask.shape[0]
     gh, gw = glyph.shape
+    y, x = (int(v) for v in np.clip(np.round(pos), [0, 0], [max(0, side - gh), max(0, side - gw)]))
+    part = glyph[: side - y, : side - x] * weight
+    mask[y:y + part.shape[0], x:x + part.shape[1]] = np.maximum(mask[y:y + part.shape[0], x:x + part.shape[1]], part)
+
+
+def _render_frames(rng: np.random.Generator, scan: np.ndarray | None, n_frames: int, side: int, tier: str,
+                   design: EmbeddedDesign, distractors: tuple[np.ndarray, ...] = ()) -> np.ndarray:
+    """[n_frames, side, side, 3] uint8: the scan (None: no digit) drifting over clutter and noise.
+
+    `tier` sets the digit's size, contrast and placement ("clean" or "hard"; "corrupt" clips come here with
+    ``scan=None`` or a foreign scan drawn at clean settings); `distractors` are faint scans of any class.
+    """
+    hard = tier == "hard"
+    rel = rng.uniform(*design.hard_scale) if hard else 1.0
+    scale = rng.uniform(*design.digit_scale) * rel * side / 20.0
+    glyph = _glyph(scan, scale) if scan is not None else None
+    contrast = rng.uniform(*(design.hard_contrast if hard else design.contrast))
     colour_bg = rng.uniform(*design.bg_range, size=3)
-    sign = rng.choice([-1.0, 1.0]) if design.random_polarity else 1.0
-    colour_fg = np.clip(colour_bg + sign * rng.uniform(*design.contrast), 0.0, 1.0)
+    if hard and design.hard_invert:  # light background, dark digit
+        colour_bg = 1.0 - colour_bg
+        contrast = -contrast
+    colour_fg = np.clip(colour_bg + contrast, 0.0, 1.0)
     clutter = ndimage.gaussian_filter(rng.standard_normal((side, side)), 2.0)
     clutter *= design.clutter_std / (clutter.std() + 1e-8)
-    pos = np.array([(side - gh) / 2, (side - gw) / 2]) + rng.uniform(-design.jitter_px, design.jitter_px, 2)
+    jitter = design.hard_jitter_px if hard else design.jitter_px
+    size = glyph.shape[0] if glyph is not None else 0
+    pos = np.full(2, (side - size) / 2) + rng.uniform(-jitter, jitter, 2)
     vel = rng.uniform(-design.speed_px, design.speed_px, 2)
+    extra = [(_glyph(d, scale * rng.uniform(0.8, 1.2)), rng.uniform(0, side, 2) - 2) for d in distractors]
     out = np.empty((n_frames, side, side, 3), dtype=np.uint8)
     for f in range(n_frames):
-        p = np.round(pos + f * vel + rng.normal(0, 0.5, 2)).astype(int)
-        p = np.clip(p, [0, 0], [side - gh, side - gw]) if side >= max(gh, gw) else np.zeros(2, int)
         mask = np.zeros((side, side), dtype=np.float32)
-        mask[p[0]:p[0] + gh, p[1]:p[1] + gw] = glyph[: side - p[0], : side - p[1]]
+        for g, p in extra:
+            _paste(mask, g, p + f * vel, design.hard_distractor_contrast)
+        if glyph is not None:
+            _paste(mask, glyph, pos + f * vel + rng.normal(0, 0.5, 2), 1.0)
         img = colour_bg + clutter[..., None] + mask[..., None] * (colour_fg - colour_bg)
         img = img + rng.normal(0, design.noise_std, (side, side, 1))
         out[f] = np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
@@ -171,48 +193,69 @@ def write_clip(path: str | Path, frames: np.ndarray, audio: np.ndarray, sample_r
 class _Job:
     index: int
     path: str
-    digit: int
-    scan: int
-    degraded: str | None
+    plan: dict[str, Any]
     seed: int
     cfg: EmbeddedConfig
     design: EmbeddedDesign
 
 
 def _make_clip(job: _Job) -> str:
-    rng = np.random.default_rng([job.seed, job.index])
+    # One stream per track: the audio of a clip does not change when the picture's design does.
+    rng_video = np.random.default_rng([job.seed, job.index, 1])
+    rng_audio = np.random.default_rng([job.seed, job.index, 2])
     images, _ = _digits()
+    p = job.plan
     n_frames = max(1, int(round(job.cfg.duration_s * job.cfg.fps)))
-    frames = _render_frames(rng, job.digit, images[job.scan], n_frames, job.cfg.frame_size, job.degraded,
-                            job.design)
-    audio = _render_audio(rng, job.digit, job.cfg.sample_rate, job.cfg.duration_s, job.design)
+    scan = images[p["scan"]] if p["scan"] >= 0 else None
+    distractors = tuple(images[i] for i in p["distractors"])
+    frames = _render_frames(rng_video, scan, n_frames, job.cfg.frame_size, p["visual_tier"], job.design,
+                            distractors)
+    audio = _render_audio(rng_audio, p["digit"], job.cfg.sample_rate, job.cfg.duration_s, job.design)
     write_clip(job.path, frames, audio, job.cfg.sample_rate, job.cfg.fps, job.design.crf)
     return job.path
 
 
 def _plan(cfg: EmbeddedConfig, seed: int, design: EmbeddedDesign) -> list[dict[str, Any]]:
-    """Per clip: digit, split, imbalanced flag, degradation and scan, all from `seed`."""
+    """Per clip: digit, split, visual tier (and corruption), the scan shown and distractors, all from `seed`.
+
+    Tiers are stratified: every class has the same hard and corrupt fractions in train and in test. A
+    "foreign" corrupt clip shows a scan of a class drawn uniformly from all ten, independent of its label;
+    an "absent" one shows no digit (``scan = -1``). Hard clips get distractor scans of uniformly drawn classes.
+    """
     rng = np.random.default_rng([seed, 1])
     n = cfg.n_clips
     digits = np.arange(n) % 10
     is_test = np.zeros(n, dtype=bool)
-    flags = np.zeros(n, dtype=bool)
-    for d in range(10):  # stratified: the same test and imbalanced fractions in every class
+    tier = np.full(n, "clean", dtype=object)
+    for d in range(10):  # stratified: the same test, hard and corrupt fractions in every class
         idx = rng.permutation(np.flatnonzero(digits == d))
         n_test = int(round(len(idx) * cfg.test_frac))
         is_test[idx[:n_test]] = True
         for part in (idx[:n_test], idx[n_test:]):
-            flags[part[: int(round(len(part) * cfg.imbalanced_frac))]] = True
+            n_hard = int(round(len(part) * cfg.hard_frac))
+            n_corrupt = int(round(len(part) * cfg.corrupt_frac))
+            tier[part[:n_hard]] = "hard"
+            tier[part[n_hard:n_hard + n_corrupt]] = "corrupt"
     pools = _scan_pools(seed, design)
+    # Separate streams, so that changing one knob (say, the number of distractors) leaves the other draws alone.
+    rng_scan, rng_kind, rng_extra = (np.random.default_rng([seed, k]) for k in (2, 3, 4))
+
+    def any_scan(split: str, r: np.random.Generator) -> int:
+        pool = pools[split][int(r.integers(10))]
+        return int(pool[r.integers(len(pool))])
+
     plan = []
     for i in range(n):
         split = "test" if is_test[i] else "train"
         pool = pools[split][digits[i]]
-        plan.append({
-            "digit": int(digits[i]), "split": split, "imbalanced": bool(flags[i]),
-            "degraded": str(rng.choice(DEGRADATIONS)) if flags[i] else None,
-            "scan": int(pool[rng.integers(len(pool))]),
-        })
+        own = int(pool[rng_scan.integers(len(pool))])
+        kind = str(rng_kind.choice(list(design.corruptions)))
+        foreign = any_scan(split, rng_kind)
+        corruption = kind if tier[i] == "corrupt" else ""
+        scan = {"": own, "absent": -1, "foreign": foreign}[corruption]
+        distractors = [any_scan(split, rng_extra) for _ in range(design.hard_distractors)] if tier[i] == "hard" else []
+        plan.append({"digit": int(digits[i]), "split": split, "visual_tier": str(tier[i]),
+                     "corruption": corruption, "scan": scan, "distractors": distractors})
     return plan
 
 
@@ -252,12 +295,12 @@ def generate_embedded(root: str | Path, cfg: EmbeddedConfig, seed: int = 0, work
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "clips").mkdir(parents=True)
     plan = _plan(cfg, seed, design)
-    jobs = [_Job(i, str(tmp / "clips" / f"{i:05d}.mp4"), p["digit"], p["scan"], p["degraded"], seed, cfg, design)
-            for i, p in enumerate(plan)]
+    jobs = [_Job(i, str(tmp / "clips" / f"{i:05d}.mp4"), p, seed, cfg, design) for i, p in enumerate(plan)]
     for _ in pmap(_make_clip, jobs, len(jobs), workers, desc="generating embedded clips", progress=progress):
         pass
     rows = [ManifestRow(clip_id=f"{i:05d}", video=f"clips/{i:05d}.mp4", audio="", label=p["digit"],
-                        label_name=CLASS_NAMES[p["digit"]], split=p["split"], imbalanced=p["imbalanced"])
+                        label_name=CLASS_NAMES[p["digit"]], split=p["split"],
+                        imbalanced=p["visual_tier"] != "clean", visual_tier=p["visual_tier"])
             for i, p in enumerate(plan)]
     Manifest("embedded", CLASS_NAMES, rows).to_csv(tmp / "manifest.csv")
     (tmp / "dataset.json").write_text(json.dumps({"spec": spec, "seconds": round(time.time() - t0, 1)},
