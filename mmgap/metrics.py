@@ -120,3 +120,18 @@ class MeanAccumulator:
         device = self._sums[keys[0]].device
         stacked = torch.stack([self._sums[k].to(device) for k in keys]).cpu() / self._count
         return dict(zip(keys, stacked.tolist()))
+
+
+def accuracy_by_group(logits: Any, y: Any, groups: Any, names: Any = None) -> dict[str, float]:
+    """Accuracy of `logits` within each group label (e.g. the embedded data's visual tiers); empty groups left out.
+
+    NaN logits (a modality the model does not have) give NaN accuracies, never a number.
+    """
+    t = torch.as_tensor(logits)
+    y, groups = np.asarray(y), np.asarray(groups)
+    names = list(dict.fromkeys(groups.tolist())) if names is None else list(names)
+    present = [g for g in names if np.any(groups == g)]
+    if torch.isnan(t).any():
+        return {str(g): float("nan") for g in present}
+    pred = np.asarray(t.argmax(dim=1))
+    return {str(g): float(np.mean(pred[groups == g] == y[groups == g])) for g in present}

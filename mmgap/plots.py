@@ -201,13 +201,11 @@ def plot_gap_mixture(
     p = mixture_params(mix)
     edges = np.histogram_bin_edges(g_hat, bins=bins)
     if flags is not None:
-        flags = np.asarray(flags).astype(bool).ravel()
-        if flags.shape != g_hat.shape:
-            raise ValueError(f"flags has {flags.size} entries for {g_hat.size} gaps")
+        groups = _ground_truth_groups(flags, g_hat.size)
         # Densities relative to all clips so that the stacked bars integrate to one like the mixture.
         w = np.full(g_hat.size, 1.0 / (g_hat.size * np.diff(edges)[0]))
-        ax.hist([g_hat[~flags], g_hat[flags]], bins=edges, weights=[w[~flags], w[flags]], stacked=True,
-                color=["0.70", "C3"], alpha=0.55, label=["clips (not degraded)", "clips (degraded, ground truth)"])
+        ax.hist([g_hat[m] for m, _, _ in groups], bins=edges, weights=[w[m] for m, _, _ in groups], stacked=True,
+                color=[c for _, _, c in groups], alpha=0.55, label=[f"clips: {t}" for _, t, _ in groups])
     else:
         ax.hist(g_hat, bins=edges, density=True, color="0.70", alpha=0.6, label="all clips")
     x = np.linspace(edges[0] - 0.5, edges[-1] + 0.5, 400)
@@ -230,37 +228,69 @@ def plot_posteriors(
     w1: np.ndarray,
     flags: np.ndarray | None = None,
     path: str | Path | None = None,
+    w1_monotone: np.ndarray | None = None,
 ) -> plt.Figure:
-    """Eq. 9: posterior w1 of the imbalanced component against ĝ, plus the ROC of w1 on ground-truth flags."""
+    """Eq. 9: posterior w1 against ĝ (and, optionally, the monotone form), plus the ROC on the ground truth.
+
+    `flags`: ground-truth imbalance flags (bool) or visual tiers (clean / hard / corrupt, embedded data);
+    the ROC is computed against ``imbalanced`` (flagged, or tier != clean).
+    """
     from sklearn.metrics import roc_auc_score, roc_curve
 
     g_hat, w1 = np.asarray(g_hat, float).ravel(), np.asarray(w1, float).ravel()
     ncols = 2 if flags is not None else 1
-    fig, axes = plt.subplots(1, ncols, figsize=(5.2 * ncols, 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, ncols, figsize=(5.6 * ncols, 3.9), squeeze=False)
     ax = axes[0, 0]
-    if flags is not None:
-        flags = np.asarray(flags).astype(bool).ravel()
-        ax.scatter(g_hat[~flags], w1[~flags], s=6, alpha=0.5, color="0.45", label="not degraded")
-        ax.scatter(g_hat[flags], w1[flags], s=6, alpha=0.6, color="C3", label="degraded (ground truth)")
-        ax.legend(fontsize=8)
-    else:
-        ax.scatter(g_hat, w1, s=6, alpha=0.5)
+    for mask, label, colour in _ground_truth_groups(flags, g_hat.size):
+        ax.scatter(g_hat[mask], w1[mask], s=6, alpha=0.55, color=colour, label=f"{label}: Eq. 9")
+    curves = {"Eq. 9": w1}
+    if w1_monotone is not None:
+        w1m = np.asarray(w1_monotone, float).ravel()
+        order = np.argsort(g_hat, kind="stable")
+        ax.plot(g_hat[order], w1m[order], color="k", lw=1.5, label="monotone form (w₁ held beyond μ₁)")
+        curves["monotone"] = w1m
     ax.set_xlabel(GAP_LABEL)
     ax.set_ylabel("posterior w₁ (probability)")
     ax.set_title("Posterior of the imbalanced component (Eq. 9)")
+    ax.legend(fontsize=7)
     if flags is not None:
         ax = axes[0, 1]
-        if flags.all() or not flags.any():
+        truth = _imbalanced(flags)
+        if truth.all() or not truth.any():
             ax.text(0.5, 0.5, "ROC undefined: all flags equal", ha="center", va="center")
         else:
-            fpr, tpr, _ = roc_curve(flags, w1)
-            ax.plot(fpr, tpr, color="C3", label=f"w₁, AUROC = {roc_auc_score(flags, w1):.3f}")
+            for (name, score), colour in zip(curves.items(), ("C3", "k")):
+                fpr, tpr, _ = roc_curve(truth, score)
+                ax.plot(fpr, tpr, color=colour, label=f"w₁ ({name}), AUROC = {roc_auc_score(truth, score):.3f}")
             ax.plot([0, 1], [0, 1], ls=":", color="0.5", label="chance")
             ax.legend(fontsize=8)
         ax.set_xlabel("false positive rate (fraction)")
         ax.set_ylabel("true positive rate (fraction)")
-        ax.set_title("Does w₁ find the degraded clips?")
+        ax.set_title("Does w₁ find the imbalanced clips?")
     return _finish(fig, path)
+
+
+TIER_COLOURS = {"clean": "0.55", "hard": "C1", "corrupt": "C3"}
+"""Colours of the embedded data's ground-truth visual tiers in every figure."""
+
+
+def _imbalanced(flags: np.ndarray) -> np.ndarray:
+    """Ground-truth imbalance as bool: the flags themselves, or tier != "clean" for visual tiers."""
+    arr = np.asarray(flags).ravel()
+    return arr != "clean" if arr.dtype.kind in "US" else arr.astype(bool)
+
+
+def _ground_truth_groups(flags: np.ndarray | None, n: int) -> list[tuple[np.ndarray, str, str]]:
+    """(mask, label, colour) per ground-truth group: visual tiers, imbalance flags, or all clips."""
+    if flags is None:
+        return [(np.ones(n, bool), "all clips", "C0")]
+    arr = np.asarray(flags).ravel()
+    if arr.shape != (n,):
+        raise ValueError(f"flags has {arr.size} entries for {n} gaps")
+    if arr.dtype.kind in "US":
+        return [(arr == t, f"{t} picture", c) for t, c in TIER_COLOURS.items() if np.any(arr == t)]
+    arr = arr.astype(bool)
+    return [(~arr, "not imbalanced", "0.55"), (arr, "imbalanced (ground truth)", "C3")]
 
 
 # --------------------------------------------------------------------------------------------- Fig. 4
@@ -446,6 +476,44 @@ def plot_stage_accuracy(
     _integer_epochs(ax)
     ax.set_title(title, pad=18)
     ax.legend(title="branch")
+    return _finish(fig, path)
+
+
+def plot_arm_comparison(
+    warmup: pd.DataFrame | Sequence[Mapping[str, Any]],
+    arms: Mapping[str, pd.DataFrame | Sequence[Mapping[str, Any]]],
+    panels: Mapping[str, str],
+    acc_label: str = "test accuracy (%)",
+    path: str | Path | None = None,
+    title: str = "From one warm-up, two arms",
+) -> plt.Figure:
+    """One panel per metric (`panels`: title -> history key): the shared warm-up, then each arm's epochs.
+
+    The warm-up is drawn once in grey; every arm starts from its last epoch, so a difference between the
+    arms is what their losses did after the same starting point.
+    """
+    if not arms:
+        raise ValueError("no arms to plot")
+    warm = history_frame(warmup)
+    n = len(warm)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.5), squeeze=False, sharey=True)
+    for ax, (name, key) in zip(axes[0], panels.items()):
+        if key not in warm.columns:
+            raise KeyError(f"history has no {key!r} column (panel {name!r})")
+        ax.plot(np.arange(1, n + 1), _as_percent(warm[key]), color="0.5", marker="o", ms=2, label="warm-up")
+        for i, (arm, rows) in enumerate(arms.items()):
+            df = history_frame(rows)
+            x = np.arange(n, n + len(df) + 1)
+            y = np.r_[_as_percent(warm[key]).iloc[-1], _as_percent(df[key])]
+            ax.plot(x, y, marker="o", ms=2, color=f"C{i}", label=arm)
+        ax.axvline(n + 0.5, color="k", ls="--", lw=0.8)
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        _integer_epochs(ax)
+    axes[0, 0].set_ylabel(acc_label)
+    axes[0, -1].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
     return _finish(fig, path)
 
 

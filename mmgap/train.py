@@ -37,12 +37,14 @@ from mmgap.checkpoint import from_json, load_safe, plain, save_atomic, to_json
 from mmgap.config import Preset
 from mmgap.gap import compute_gap, pick_dominant, unzscore, zscore
 from mmgap.losses import AdaptiveLossConfig, adaptive_loss, warmup_loss
-from mmgap.metrics import MeanAccumulator, evaluate_logits
-from mmgap.mixture import AMBIGUITY_MARGIN, bic_single, fit_mixture
+from mmgap.metrics import MeanAccumulator, accuracy_by_group, evaluate_logits
+from mmgap.mixture import TAILS, bic_single, fit_mixture
 from mmgap.models import ModelOutput, build_model
 from mmgap.strategy import Batch, Strategy
 
 SPLITS = ("train", "val", "test")
+TIERS = ("clean", "hard", "corrupt")
+"""Ground-truth visual tiers of the embedded dataset (mmgap.data.embedded.TIERS), reported per split."""
 GAP_HIST_EDGES: tuple[float, ...] = tuple(float(x) for x in np.linspace(-4.0, 4.0, 41))
 """Fixed bin edges (z-score units) of the per-epoch ĝ histogram; values outside are clipped into the end bins."""
 CHECKPOINT_VERSION = 1
@@ -238,7 +240,7 @@ class Trainer:
         """Fused accuracy, macro-F1, per-modality accuracy and mean fused CE of a split (eval mode, centre frame)."""
         was_training = self.model.training
         self.model.eval()
-        fused, la, lv, ys = [], [], [], []
+        fused, la, lv, ys, rows = [], [], [], [], []
         for batch in self.batches(split, train=False):
             with self.autocast():
                 if strategy is not None:
@@ -250,12 +252,19 @@ class Trainer:
             la.append(a.float())
             lv.append(v.float())
             ys.append(batch["label"])
+            rows.append(batch["index"])
         self.model.train(was_training)
         if not ys:
             raise ValueError(f"the {split!r} split is empty: rebuild the cache with a non-empty {split} split")
-        f, a, v, y = (torch.cat(x).cpu() for x in (fused, la, lv, ys))
+        f, a, v, y, idx = (torch.cat(x).cpu() for x in (fused, la, lv, ys, rows))
         metrics = evaluate_logits(f, a, v, y)
         metrics["loss"] = float(F.cross_entropy(f, y))
+        tiers = getattr(self.cache, "visual_tier", None)
+        if tiers is not None:  # embedded data: fused and visual accuracy per ground-truth visual tier
+            groups = np.asarray(tiers)[idx.numpy()]
+            for name, logits in (("acc", f), ("acc_v", v)):
+                for tier, value in accuracy_by_group(logits, y, groups, TIERS).items():
+                    metrics[f"{name}_{tier}"] = value
         return metrics
 
     @torch.no_grad()
@@ -540,11 +549,13 @@ class AdaptiveStrategy(Strategy):
     """Stage 2: the sample-level adaptive loss, Eq. (11), with the mixture refitted every `refit_every` epochs.
 
     At a refit (the first adaptive epoch, then every `refit_every`-th): raw gaps over the whole training set
-    (eval mode, Eq. 5 or 6), z-scored (Eq. 7), a two-component mixture (Eq. 8), posteriors w0, w1 per sample
-    stored by cache row (Eq. 9), and the balanced mean in raw gap units μ_raw = μ_g + σ_g·μ0 for Eq. 11.
-    ``gap_source="train"`` instead refits on the gaps of the previous epoch's training steps (recorded on the
-    device for free; an eval pass still serves the first refit): cheaper, but gaps of augmented inputs from a
-    moving model; presets use it (``TrainConfig.gap_source``) to keep the refit under 10 % of an epoch.
+    in an eval-mode pass (Eq. 5 or 6: the paper aggregates the gaps of all training samples, as in DivideMix-
+    style sample separation), z-scored (Eq. 7), a two-component mixture (Eq. 8), posteriors w0, w1 per sample
+    stored by cache row (Eq. 9; ``posterior="monotone"`` holds w1 at its maximum beyond the imbalanced mean,
+    see mmgap.mixture), and the balanced mean in raw gap units μ_raw = μ_g + σ_g·μ0 for Eq. 11.
+    ``gap_source="train"`` is a cheaper approximation: it refits on the gaps recorded during the previous
+    epoch's training steps (free, but gaps of augmented inputs under train-mode BatchNorm, from a model that
+    moved during the epoch, one epoch stale); an eval pass still serves the first refit.
     """
 
     name = "adaptive"
@@ -556,11 +567,15 @@ class AdaptiveStrategy(Strategy):
         refit_every: int = 1,
         seed: int = 0,
         gap_source: str = "eval",
+        posterior: str = "eq9",
     ) -> None:
         if refit_every < 1:
             raise ValueError(f"refit_every={refit_every!r} must be an integer >= 1")
         if gap_source not in ("eval", "train"):
             raise ValueError(f"gap_source={gap_source!r} must be 'eval' or 'train'")
+        if posterior not in TAILS:
+            raise ValueError(f"posterior={posterior!r} must be one of {TAILS}")
+        self.posterior = posterior
         self.loss_cfg = loss_cfg if loss_cfg is not None else AdaptiveLossConfig()
         self.family = family
         self.refit_every = int(refit_every)
@@ -612,38 +627,14 @@ class AdaptiveStrategy(Strategy):
             if self._train_gap is not None and self._seen is not None:  # seed the training-step record
                 self._train_gap[idx.to(self._train_gap.device)] = g.to(self._train_gap.device)
                 self._seen[idx.to(self._seen.device)] = True
-        g_hat, mean, std = zscore(g)
-        fit = fit_mixture(g_hat, self.family, seed=self.seed)  # warns when the balanced component is ambiguous
-        w0, w1 = fit.posterior(g_hat)
+        fit, mean, std, w0, w1, info = fit_gaps(g, idx, trainer.cache, self.family, self.seed, self.posterior)
         assert self.w0 is not None and self.w1 is not None
         self.w0[idx.to(self.w0.device)] = torch.as_tensor(w0, dtype=torch.float32).to(self.w0.device)
         self.w1[idx.to(self.w1.device)] = torch.as_tensor(w1, dtype=torch.float32).to(self.w1.device)
         self.mu0_raw = float(unzscore(fit.balanced_mean, mean, std))  # μ_raw = μ_g + σ_g·μ0 (Eq. 7 inverted)
         self._mu0_dev = None
-        bic1 = bic_single(g_hat, self.family, seed=self.seed)
-        counts, _ = np.histogram(np.clip(g_hat.numpy(), GAP_HIST_EDGES[0], GAP_HIST_EDGES[-1]), bins=GAP_HIST_EDGES)
-        w1_np = np.asarray(w1, dtype=np.float64)
-        self.info = {
-            "refit_epoch": epoch,
-            "mixture": fit.to_dict(),
-            "bic1": float(bic1),
-            "bic2": float(fit.bic),
-            "bimodal": bool(bic1 > fit.bic),
-            "gap_mean": mean,
-            "gap_std": std,
-            "mu0": fit.balanced_mean,
-            "mu0_raw": self.mu0_raw,
-            "dominant": self.dominant,
-            "w1_mean": float(w1_np.mean()),
-            "frac_imbalanced": float((w1_np > 0.5).mean()),
-            "gap_hist": counts.tolist(),
-            "gap_hist_edges": list(GAP_HIST_EDGES),
-            "ambiguous_balanced": bool(abs(fit.weights[0] - fit.weights[1]) < AMBIGUITY_MARGIN),
-            "gap_source": "train" if (self.gap_source == "train" and rows_seen) else "eval",
-        }
-        flags = getattr(trainer.cache, "imbalanced", None)
-        if flags is not None:
-            self.info["auroc_w1"] = _auroc(np.asarray(flags)[idx.numpy()], w1_np)
+        self.info = {"refit_epoch": epoch, **info, "mu0_raw": self.mu0_raw, "dominant": self.dominant,
+                     "gap_source": "train" if (self.gap_source == "train" and rows_seen) else "eval"}
         self.info["refit_seconds"] = time.perf_counter() - t0
 
     def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
@@ -697,6 +688,65 @@ class AdaptiveStrategy(Strategy):
             self._train_gap, self._seen = state["train_gap"].to(device), state["seen"].to(device)
 
 
+def fit_gaps(
+    g: torch.Tensor, idx: torch.Tensor, cache: Any, family: str = "gmm", seed: int = 0, posterior: str = "eq9",
+) -> tuple[Any, float, float, np.ndarray, np.ndarray, dict[str, Any]]:
+    """Raw gaps of cache rows `idx` -> z-score (Eq. 7) -> mixture (Eq. 8) -> w0, w1 (Eq. 9), with a summary.
+
+    Returns ``(fit, mean, std, w0, w1, info)``; `info` holds the fit, BIC of 1 vs 2 components, the
+    ĝ histogram, the location-labelled weight and means in raw units (``pi1``, ``mu0_raw_fit``,
+    ``mu1_raw``), and, where the cache has ground truth, the AUROC of w1 and the mean gap and w1 per tier.
+    """
+    g_hat, mean, std = zscore(g)
+    fit = fit_mixture(g_hat, family, seed=seed)  # warns when the balanced component is ambiguous
+    w0, w1 = fit.posterior(g_hat, tail=posterior)
+    bic1 = bic_single(g_hat, family, seed=seed)
+    counts, _ = np.histogram(np.clip(g_hat.numpy(), GAP_HIST_EDGES[0], GAP_HIST_EDGES[-1]), bins=GAP_HIST_EDGES)
+    w1_np = np.asarray(w1, dtype=np.float64)
+    info: dict[str, Any] = {
+        "mixture": fit.to_dict(),
+        "bic1": float(bic1),
+        "bic2": float(fit.bic),
+        "bimodal": bool(bic1 > fit.bic),
+        "gap_mean": mean,
+        "gap_std": std,
+        "mu0": fit.balanced_mean,
+        "pi1": float(fit.weights[fit.imbalanced]),
+        "mu1_raw": float(unzscore(float(fit.means[fit.imbalanced]), mean, std)),
+        "mu0_raw_fit": float(unzscore(fit.balanced_mean, mean, std)),
+        "w1_mean": float(w1_np.mean()),
+        "frac_imbalanced": float((w1_np > 0.5).mean()),
+        "gap_hist": counts.tolist(),
+        "gap_hist_edges": list(GAP_HIST_EDGES),
+        "ambiguous_balanced": bool(fit.ambiguous),
+        "posterior": posterior,
+    }
+    rows = idx.cpu().numpy()
+    flags = getattr(cache, "imbalanced", None)
+    if flags is not None:
+        info["auroc_w1"] = _auroc(np.asarray(flags)[rows], w1_np)
+    tiers = getattr(cache, "visual_tier", None)
+    if tiers is not None:  # ground truth: mean raw gap and posterior w1 of each visual tier
+        groups = np.asarray(tiers)[rows]
+        g_np = g.double().cpu().numpy()
+        for tier in TIERS:
+            if np.any(groups == tier):
+                info[f"gap_mean_{tier}"] = float(g_np[groups == tier].mean())
+                info[f"w1_mean_{tier}"] = float(w1_np[groups == tier].mean())
+    return fit, mean, std, w0, w1, info
+
+
+def gap_snapshot(trainer: Trainer, gap: str = "prob", family: str = "gmm", dominant: str = "audio",
+                 seed: int = 0, posterior: str = "eq9") -> dict[str, Any]:
+    """`fit_gaps` on an eval-mode pass over the training set with the trainer's current model (no side effects)."""
+    out = trainer.collect_outputs("train")
+    if dominant == "auto":
+        dominant = pick_dominant(out["logit_a"], out["logit_v"], out["label"])
+    g = compute_gap(gap, out["logit_a"], out["logit_v"], out["label"], dominant=dominant)
+    *_, info = fit_gaps(g, out["index"], trainer.cache, family, seed, posterior)
+    return {**info, "dominant": dominant}
+
+
 def _split_rows_t(trainer: Trainer) -> torch.Tensor:
     """Training rows of the cache as a tensor on the trainer's device."""
     return torch.as_tensor(_split_rows(trainer.cache, "train"), device=trainer.device)
@@ -732,6 +782,15 @@ def _best_row_summary(history: list[dict[str, Any]], stage: str) -> dict[str, An
         return {}
     best = max(rows, key=lambda r: r["val_acc"])
     return {"best_epoch": best["epoch"], **{k: v for k, v in best.items() if k.startswith(("val_", "test_"))}}
+
+
+def _last_row_summary(history: list[dict[str, Any]], stage: str) -> dict[str, Any]:
+    """val_*/test_* of a stage's last epoch (the model the next stage starts from, or the stage's end)."""
+    rows = [r for r in history if r["stage"] == stage]
+    if not rows:
+        return {}
+    last = rows[-1]
+    return {"epoch": last["epoch"], **{k: v for k, v in last.items() if k.startswith(("val_", "test_"))}}
 
 
 def _stage_timings(history: list[dict[str, Any]], stage: str) -> dict[str, float]:
@@ -806,18 +865,19 @@ def run_two_stage(
     resumed = _resume_stages(tr, resume, ("warmup", "adaptive"))
     if not (resumed and tr.stage == "adaptive"):
         if warmup_ckpt is not None and not (resumed and tr.stage == "warmup"):
-            tr.resume(warmup_ckpt, check_preset="model")
-            tr.history = [r for r in tr.history if r["stage"] == "warmup"]
-            if tr.stage != "warmup" or not tr.stage_complete():
-                raise ValueError(f"{warmup_ckpt} is not a completed warm-up checkpoint (stage {tr.stage!r})")
+            _start_from_warmup(tr, warmup_ckpt)
         else:
             run_warmup(cache, preset, run_dir, seed, device, trainer=tr)
     source = gap_source if gap_source is not None else t.gap_source
-    strategy = AdaptiveStrategy(cfg, family=t.mixture, refit_every=t.refit_every, seed=seed, gap_source=source)
+    strategy = AdaptiveStrategy(cfg, family=t.mixture, refit_every=t.refit_every, seed=seed, gap_source=source,
+                                posterior=t.posterior)
     res = tr.fit(strategy, t.adaptive_epochs, "adaptive", reset_optimizer=t.reset_optimizer)
     result = {
         **_summary(res),
         "warmup": _best_row_summary(tr.history, "warmup"),
+        "warmup_last": _last_row_summary(tr.history, "warmup"),
+        "last": _last_row_summary(tr.history, "adaptive"),
+        "gaps_end": gap_snapshot(tr, cfg.gap, t.mixture, strategy.dominant, seed, t.posterior),
         "history": tr.history,
         "timings": {**_stage_timings(tr.history, "warmup"), **_stage_timings(tr.history, "adaptive")},
         "run_dir": str(tr.run_dir),
@@ -827,6 +887,77 @@ def run_two_stage(
     if return_trainer:
         result["trainer"] = tr
     return result
+
+
+def _start_from_warmup(tr: Trainer, warmup_ckpt: str | Path) -> None:
+    """Load a completed warm-up checkpoint into a fresh trainer (weights, counters, warm-up history)."""
+    tr.resume(warmup_ckpt, check_preset="model")
+    tr.history = [r for r in tr.history if r["stage"] == "warmup"]
+    if tr.stage != "warmup" or not tr.stage_complete():
+        raise ValueError(f"{warmup_ckpt} is not a completed warm-up checkpoint (stage {tr.stage!r})")
+
+
+def run_control(
+    cache: Any,
+    preset: Preset,
+    run_dir: str | Path,
+    warmup_ckpt: str | Path,
+    seed: int = 0,
+    device: str = "auto",
+    resume: bool = True,
+    progress: bool = True,
+    return_trainer: bool = False,
+) -> dict[str, Any]:
+    """The adaptive stage's control arm: the warm-up loss (Eq. 10) continued from the same warm-up checkpoint.
+
+    Same epochs (``adaptive_epochs``), optimizer handling (``reset_optimizer``) and validation-only selection
+    as `run_two_stage`'s adaptive stage, so a difference between the two is due to Eq. 11, not to training
+    longer. The result has the same keys as `run_two_stage`'s.
+    """
+    t = preset.train
+    tr = Trainer(cache, preset, run_dir, seed, device, progress=progress)
+    if not _resume_stages(tr, resume, ("control",)):
+        _start_from_warmup(tr, warmup_ckpt)
+    res = tr.fit(WarmupStrategy(), t.adaptive_epochs, "control", reset_optimizer=t.reset_optimizer)
+    result = {
+        **_summary(res),
+        "warmup": _best_row_summary(tr.history, "warmup"),
+        "warmup_last": _last_row_summary(tr.history, "warmup"),
+        "last": _last_row_summary(tr.history, "control"),
+        "gaps_end": gap_snapshot(tr, t.gap, t.mixture, t.dominant, seed, t.posterior),
+        "history": tr.history,
+        "timings": _stage_timings(tr.history, "control"),
+        "run_dir": str(tr.run_dir),
+        "seed": seed,
+        "device": str(tr.device),
+    }
+    if return_trainer:
+        result["trainer"] = tr
+    return result
+
+
+def load_history(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The epoch history of a run folder (from its last.pt), e.g. for a figure of a reused run."""
+    path = Path(run_dir) / "last.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{Path(run_dir)} holds no run (no last.pt): train it first")
+    return from_json(load_safe(path)["history"])
+
+
+def load_run(cache: Any, preset: Preset, run_dir: str | Path, seed: int = 0, device: str = "auto",
+             which: str = "last") -> Trainer:
+    """A Trainer holding a finished run's history (from last.pt) and the weights of `which` ("last" | "best")."""
+    if which not in ("last", "best"):
+        raise ValueError(f"which={which!r} must be 'last' or 'best'")
+    run_dir = Path(run_dir)
+    if not (run_dir / "last.pt").is_file():
+        raise FileNotFoundError(f"{run_dir} holds no run (no last.pt): train it first")
+    tr = Trainer(cache, preset, run_dir, seed, device, progress=False)
+    tr.resume(check_preset="model")
+    ckpt = tr._pending if which == "last" else load_safe(run_dir / "best.pt")
+    tr.model.load_state_dict(ckpt["model"])
+    tr._pending = None
+    return tr
 
 
 def train_baseline(
@@ -904,5 +1035,10 @@ def finetune(
             f"only {subset.size} training clips have w0 >= tau={tau}: fewer than one batch ({t.batch_size}); lower tau"
         )
     res = tr.fit(WarmupStrategy(), n, "finetune", reset_optimizer=True, train_indices=subset)
-    return {**_summary(res), "tau": tau, "subset_size": int(subset.size), "train_size": int(train_rows.size),
+    kept: dict[str, float] = {}
+    tiers = getattr(cache, "visual_tier", None)
+    if tiers is not None:  # ground truth: the share of each visual tier's training clips the threshold keeps
+        all_t, kept_t = np.asarray(tiers)[train_rows], np.asarray(tiers)[subset]
+        kept = {f"kept_{t}": float((kept_t == t).sum() / max(1, (all_t == t).sum())) for t in TIERS}
+    return {**_summary(res), **kept, "tau": tau, "subset_size": int(subset.size), "train_size": int(train_rows.size),
             "mixture": sel.info.get("mixture"), "history": tr.history, "run_dir": str(tr.run_dir), "seed": seed}

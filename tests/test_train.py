@@ -22,7 +22,10 @@ from mmgap.train import (
     TrainingInterrupted,
     WarmupStrategy,
     finetune,
+    load_history,
+    load_run,
     resolve_device,
+    run_control,
     run_two_stage,
     train_baseline,
 )
@@ -434,3 +437,77 @@ def test_train_baseline_single_stage_and_run_dir_guard(mech_cache, tmp_path):
     # Default budget: warm-up + adaptive epochs of the preset; a run_dir of another method is refused.
     with pytest.raises(ValueError, match="holds a 'concat' run"):
         train_baseline(mech_cache, preset(), WarmupStrategy(), tmp_path / "b", seed=0, device="cpu", progress=False)
+
+
+def test_refits_default_to_an_eval_pass_over_the_training_set(mech_cache, full_runs, monkeypatch):
+    """The paper aggregates the gaps of all training samples: every refit is an eval-mode pass by default."""
+    assert get_preset("demo").train.gap_source == get_preset("paper").train.gap_source == "eval"
+    res, _, _ = full_runs(False)
+    rows = [r for r in res["history"] if r["stage"] == "adaptive"]
+    assert [r["gap_source"] for r in rows] == ["eval", "eval"] and all(r["refitted"] for r in rows)
+    # the refit's gaps are those of an eval pass with the model as it is at that epoch's start
+    tr = Trainer(mech_cache, preset(), res["run_dir"], seed=3, device="cpu", progress=False)
+    calls = []
+    real = Trainer.collect_outputs
+
+    def spy(self, split="train", train_mode_aug=False, indices=None):
+        calls.append((split, train_mode_aug, self.model.training))
+        return real(self, split, train_mode_aug, indices)
+
+    monkeypatch.setattr(Trainer, "collect_outputs", spy)
+    tr.fit(WarmupStrategy(), 1, "warmup")
+    strat = AdaptiveStrategy(AdaptiveLossConfig(), refit_every=1, seed=0)
+    tr.fit(strat, 2, "adaptive")
+    assert calls == [("train", False, True)] * 2  # collect_outputs switches to eval mode itself
+
+
+def test_control_arm_continues_the_warmup_loss_from_the_same_checkpoint(mech_cache, full_runs, tmp_path):
+    full, last, full_dir = full_runs(False)
+    ctrl = run_control(mech_cache, preset(), tmp_path / "ctrl", full_dir / "warmup.pt", seed=3, device="cpu",
+                       progress=False)
+    stages = [r["stage"] for r in ctrl["history"]]
+    assert stages == ["warmup", "warmup", "control", "control"]
+    # the shared start: the same warm-up rows and the same last warm-up epoch as the adaptive run
+    assert strip_timing(ctrl["history"][:2]) == strip_timing(full["history"][:2])
+    assert ctrl["warmup_last"] == full["warmup_last"]
+    # the control trains Eq. 10: its training-loss parts are the warm-up's, not Eq. 11's
+    assert {"train_fusion", "train_uni_a", "train_uni_v"} <= ctrl["history"][-1].keys()
+    assert "train_align" in full["history"][-1] and "refitted" in full["history"][-1]
+    assert "train_align" not in ctrl["history"][-1] and "refitted" not in ctrl["history"][-1]
+    assert ctrl["history"][-1]["train_loss"] != full["history"][-1]["train_loss"]
+    # both arms record the mixture of their last model, labelled by location
+    for res in (ctrl, full):
+        end = res["gaps_end"]
+        m = end["mixture"]
+        assert m["means"][m["balanced"]] <= m["means"][1 - m["balanced"]] or end["ambiguous_balanced"]
+        assert end["pi1"] == pytest.approx(m["weights"][1 - m["balanced"]])
+    # a finished control is reloaded, not retrained; a control folder is not an adaptive one
+    again = run_control(mech_cache, preset(), tmp_path / "ctrl", full_dir / "warmup.pt", seed=3, device="cpu",
+                        progress=False)
+    assert strip_timing(again["history"]) == strip_timing(ctrl["history"])
+    with pytest.raises(ValueError, match="holds a 'control' run"):
+        run_two_stage(mech_cache, preset(), tmp_path / "ctrl", seed=3, device="cpu", progress=False)
+    # load_run / load_history give the finished run back
+    assert strip_timing(load_history(tmp_path / "ctrl")) == strip_timing(ctrl["history"])
+    tr = load_run(mech_cache, preset(), tmp_path / "ctrl", seed=3, device="cpu", which="best")
+    assert tr.evaluate("test")["acc"] == pytest.approx(ctrl["test_acc"])
+
+
+def test_evaluation_reports_accuracy_per_visual_tier(tmp_path):
+    base = make_cache(seed=2)
+    tiers = np.where(np.asarray(base.imbalanced), "corrupt", "clean")
+    tiers[::7] = "hard"
+    cache = FeatureCache.from_arrays(base.audio, base.frames, base.labels, base.split, base.class_names,
+                                     imbalanced=tiers != "clean", visual_tier=tiers)
+    tr = Trainer(cache, preset(), tmp_path / "r", seed=0, device="cpu", progress=False)
+    tr.fit(WarmupStrategy(), 1, "warmup")
+    m = tr.evaluate("test")
+    out = tr.collect_outputs("test")
+    groups = tiers[out["index"].numpy()]
+    for tier in ("clean", "hard", "corrupt"):
+        mask = groups == tier
+        pred_v = out["logit_v"][mask].argmax(1)
+        pred_f = out["fused"][mask].argmax(1)
+        assert m[f"acc_v_{tier}"] == pytest.approx((pred_v == out["label"][mask]).float().mean().item())
+        assert m[f"acc_{tier}"] == pytest.approx((pred_f == out["label"][mask]).float().mean().item())
+    assert {"test_acc_v_hard", "val_acc_corrupt"} <= tr.history[-1].keys()
