@@ -72,9 +72,21 @@ def adam_lr_for(preset: Preset) -> float:
 
 OURS: dict[str, str] = {"ours_prob": "prob", "ours_kl": "kl"}
 """Table II's rows of the method itself: name -> gap (Eq. 5 or Eq. 6); as `mmgap.baselines.TWO_STAGE`."""
+CONTROL = "control"
+"""The adaptive stage's control arm: the warm-up loss (Eq. 10) continued from the same warm-up checkpoint for
+the same epochs (`mmgap.train.run_control`). A row of Tables II and III, and the comparison of notebook 04."""
+CONTROL_LABEL = "Control (warm-up loss continued)"
+UNIMODAL = ("audio_only", "visual_only")
+"""Reference rows of Table II (one encoder trained alone): not competitors, left out of the verdict."""
 METRICS = ("acc", "f1", "acc_a", "acc_v")
+TIERS = ("clean", "hard", "corrupt")
+TIER_METRICS = tuple(f"{m}_{t}" for m in ("acc_v", "acc") for t in TIERS)
+"""Per ground-truth visual tier (embedded data): visual and fused test accuracy of the selected epoch."""
 METRIC_LABELS = {"acc": "Accuracy (%)", "f1": "Macro F1 (%)", "acc_a": "Audio acc. (%)",
-                 "acc_v": "Visual acc. (%)"}
+                 "acc_v": "Visual acc. (%)", "acc_v_clean": "Visual acc., clean (%)",
+                 "acc_v_hard": "Visual acc., hard (%)", "acc_v_corrupt": "Visual acc., corrupt (%)"}
+PURIFICATION_CONTROL = "Control: 100 % of the data (τ = 0)"
+"""Table VII's control row: the same warm-up fine-tuned for the same epochs on every training clip."""
 
 
 # ---------------------------------------------------------------------------------------------- parameters
@@ -174,7 +186,7 @@ def check_taus(taus: Any) -> list[float]:
 
 def check_methods(methods: Any) -> list[str]:
     """Table II method names, validated against `mmgap.baselines.NAMES` and the two variants of ours."""
-    known = list(_baseline_names()) + list(OURS)
+    known = list(_baseline_names()) + [CONTROL] + list(OURS)
     methods = _from_text(methods)
     if methods is None:
         return known
@@ -200,7 +212,7 @@ def method_label(name: str) -> str:
     """Table II's row label of a method name (`mmgap.baselines.LABELS`)."""
     from mmgap import baselines
 
-    return baselines.LABELS.get(name, name)
+    return CONTROL_LABEL if name == CONTROL else baselines.LABELS.get(name, name)
 
 
 # ---------------------------------------------------------------------------------------------- settings
@@ -216,26 +228,48 @@ class AdaptiveSetting:
     mixture: str = "gmm"          # "gmm" | "smm" | "lmm" (Table V)
     gap: str = "prob"             # "prob" (Eq. 5) | "kl" (Eq. 6)
     rho: float = 0.95             # λ_t = ρ^epoch (Table VI)
+    posterior: str = "eq9"        # "eq9" (as printed) | "monotone" (w1 held beyond μ1), see mmgap.mixture
 
     @classmethod
     def from_preset(cls, preset: Preset) -> "AdaptiveSetting":
         """The preset's own adaptive configuration (the 'full model' row of every table)."""
         t = preset.train
-        return cls("full", t.optimizer, t.reset_optimizer, t.mixture, t.gap, float(t.rho))
+        return cls("full", t.optimizer, t.reset_optimizer, t.mixture, t.gap, float(t.rho), t.posterior)
+
+    @property
+    def is_control(self) -> bool:
+        """Whether this is the control arm (Eq. 10 continued) rather than an adaptive setting."""
+        return self.ablation == CONTROL
 
     @property
     def key(self) -> str:
-        """A readable folder name, e.g. ``full-sgd-reset-gmm-prob-rho0.95``."""
+        """A readable folder name, e.g. ``full-sgd-reset-gmm-prob-rho0.95`` (``control-sgd-reset``)."""
         state = "reset" if self.reset_optimizer else "same"
-        return f"{self.ablation}-{self.optimizer}-{state}-{self.mixture}-{self.gap}-rho{self.rho:g}"
+        if self.is_control:
+            return f"{CONTROL}-{self.optimizer}-{state}"
+        tail = "" if self.posterior == "eq9" else f"-{self.posterior}"
+        return f"{self.ablation}-{self.optimizer}-{state}-{self.mixture}-{self.gap}-rho{self.rho:g}{tail}"
 
     def preset_overrides(self, adam_lr: float) -> dict[str, Any]:
         """Preset fields this setting sets (Adam also gets its own learning rate, see `adam_lr_for`)."""
         out: dict[str, Any] = dict(optimizer=self.optimizer, reset_optimizer=self.reset_optimizer,
-                                   mixture=self.mixture, gap=self.gap, rho=self.rho)
+                                   mixture=self.mixture, gap=self.gap, rho=self.rho, posterior=self.posterior)
         if self.optimizer == "adam":
             out["lr"] = adam_lr
         return out
+
+
+POSTERIOR_ROWS = {"monotone": "Full model, monotone posterior (w1 held beyond μ1)",
+                  "eq9": "Full model, Eq. 9 as printed"}
+
+
+def control_setting(base: AdaptiveSetting) -> AdaptiveSetting:
+    """The control arm for `base`: same optimizer handling, the warm-up loss instead of Eq. 11.
+
+    Fields the control does not use (mixture, gap, ρ, posterior) are set to the class defaults, so every
+    table, notebook and seed shares one control run per optimizer setting.
+    """
+    return AdaptiveSetting(CONTROL, base.optimizer, base.reset_optimizer)
 
 
 @dataclass(frozen=True)
@@ -254,6 +288,9 @@ def ablation_plan(tables: Sequence[str], base: AdaptiveSetting) -> list[PlanRow]
         if table == "III":
             plan += [PlanRow(table, label, dataclasses.replace(base, ablation=name))
                      for name, label in ABLATION_ROWS]
+            other = "monotone" if base.posterior == "eq9" else "eq9"
+            plan.append(PlanRow(table, POSTERIOR_ROWS[other], dataclasses.replace(base, posterior=other)))
+            plan.append(PlanRow(table, CONTROL_LABEL, control_setting(base)))
         elif table == "IV":
             plan += [PlanRow(table, label, dataclasses.replace(base, optimizer=opt, reset_optimizer=reset))
                      for opt, reset, label in OPTIMIZER_ROWS]
@@ -384,6 +421,16 @@ def warmup_test_acc(ckpt_path: str | Path) -> float | None:
     return None if acc is None else float(acc)
 
 
+def methods_root(preset: Preset) -> Path:
+    """Where Table II's single-stage methods live (shared by notebooks 02 and 07): ``runs/<preset>/07_baselines/runs``."""
+    return paths.run_dir(preset.name, "07_baselines", "runs")
+
+
+def table_ii_epochs(preset: Preset) -> int:
+    """Table II's budget for a single-stage method: warm-up + adaptive epochs, the two-stage method's total."""
+    return preset.train.warmup_epochs + preset.train.adaptive_epochs
+
+
 def adaptive_root(preset: Preset) -> Path:
     """Where adaptive runs live (shared by notebooks 05 and 07): ``runs/<preset>/adaptive/``."""
     return paths.run_dir(preset.name, "adaptive")
@@ -392,7 +439,33 @@ def adaptive_root(preset: Preset) -> Path:
 def _test_metrics(result: Mapping[str, Any]) -> dict[str, float]:
     """acc, f1, acc_a, acc_v of the val-selected epoch on the test split (fractions), plus val accuracy."""
     out = {m: float(result[f"test_{m}"]) for m in METRICS}
+    out.update({m: float(result[f"test_{m}"]) for m in TIER_METRICS if f"test_{m}" in result})
     out["val_acc"] = float(result["val_acc"])
+    return out
+
+
+def phenomena_fields(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The numbers notebook 04 and Table III's comparison with the control read, from a run's result.
+
+    ``start_*``: the mixture at the first refit (the warm-up model; adaptive runs only), ``end_*``: the
+    mixture fitted on the last model (an eval pass over the training set, both arms), in raw gap units with
+    location-labelled components; ``warm_*``: test metrics of the last warm-up epoch (where both arms start);
+    ``last_*``: test metrics of the stage's last epoch.
+    """
+    out: dict[str, Any] = {}
+    first = next((r for r in result.get("history", []) if r.get("stage") == "adaptive" and r.get("refitted")),
+                 None)
+    for tag, info in (("start", first), ("end", result.get("gaps_end"))):
+        if not info or "pi1" not in info:
+            continue
+        out.update({f"{tag}_pi1": info["pi1"], f"{tag}_mu0_raw": info["mu0_raw_fit"],
+                    f"{tag}_mu1_raw": info["mu1_raw"], f"{tag}_gap_mean": info["gap_mean"],
+                    f"{tag}_auroc_w1": info.get("auroc_w1"), f"{tag}_bic_drop": info["bic1"] - info["bic2"]})
+        out.update({f"{tag}_gap_mean_{t}": info[f"gap_mean_{t}"] for t in TIERS if f"gap_mean_{t}" in info})
+    for tag, summary in (("warm", result.get("warmup_last")), ("last", result.get("last"))):
+        for m in (*METRICS, *TIER_METRICS):
+            if summary and f"test_{m}" in summary:
+                out[f"{tag}_{m}"] = float(summary[f"test_{m}"])
     return out
 
 
@@ -419,23 +492,25 @@ def run_adaptive(
     progress: bool = False,
 ) -> dict[str, Any]:
     """One adaptive run (Eq. 11) of `setting` for `seed` from the shared warm-up; returns its row."""
-    from mmgap.losses import AdaptiveLossConfig
-    from mmgap.train import run_two_stage
+    from mmgap.train import run_control, run_two_stage
 
     adam_lr = adam_lr_for(preset) if adam_lr is None else adam_lr
-    run_preset = preset.with_overrides(**setting.preset_overrides(adam_lr))
-    cfg = AdaptiveLossConfig.from_train_config(run_preset.train).ablation(setting.ablation)
+    run_preset = setting_preset(preset, setting, adam_lr)
     run = _adaptive_run_dir(cache, preset, setting, seed, root, adam_lr)
     if _finished(run) and not fresh:
         return {**_load_result(run), "reused": True}
     warm_preset = _warm_preset(preset, setting, adam_lr)
     warm = ensure_warmup(cache, warm_preset, seed, device, log=log, progress=progress)
     t0 = time.perf_counter()
-    res = run_two_stage(cache, run_preset, run, seed=seed, device=device, loss_cfg=cfg, resume=not fresh,
-                        warmup_ckpt=warm, progress=progress)
+    if setting.is_control:
+        res = run_control(cache, run_preset, run, warm, seed=seed, device=device, resume=not fresh,
+                          progress=progress)
+    else:
+        res = run_two_stage(cache, run_preset, run, seed=seed, device=device, loss_cfg=_loss_cfg(run_preset, setting),
+                            resume=not fresh, warmup_ckpt=warm, progress=progress)
     row = {"setting": setting.key, "seed": seed, **_test_metrics(res), "seconds": time.perf_counter() - t0,
            "warmup_acc": (res.get("warmup") or {}).get("test_acc"), "run_dir": str(run),
-           **dataclasses.asdict(setting)}
+           **dataclasses.asdict(setting), **phenomena_fields(res)}
     _save_result(run, row)
     return {**row, "reused": False}
 
@@ -456,7 +531,7 @@ def purify_one(
     from mmgap.train import finetune
 
     run = Path(root) / f"tau{tau:g}-{_digest(preset.to_dict(), cache_id(cache), epochs)}" / f"seed{seed}"
-    label = "Baseline (100 % data)" if tau == 0.0 else f"≥ {tau:.0%}"
+    label = PURIFICATION_CONTROL if tau == 0.0 else f"≥ {tau:.0%}"
     if _finished(run) and not fresh:
         return {**_load_result(run), "reused": True}
     warm = ensure_warmup(cache, preset, seed, device, log=log)
@@ -472,10 +547,11 @@ def purify_one(
         log(f"note: seed {seed}, τ = {tau}: {exc}; the row is left empty")
         return {"row": label, "tau": tau, "seed": seed, "data_pct": 100.0 * int(kept.group(1)) / n_train,
                 "subset_size": int(kept.group(1)), "train_size": n_train,
-                **{m: float("nan") for m in (*METRICS, "val_acc")}, "seconds": time.perf_counter() - t0,
-                "run_dir": str(run), "reused": False}
+                **{m: float("nan") for m in (*METRICS, "val_acc")}, "warmup_acc": warmup_test_acc(warm),
+                "seconds": time.perf_counter() - t0, "run_dir": str(run), "reused": False}
     row = {"row": label, "tau": tau, "seed": seed, "data_pct": 100.0 * res["subset_size"] / res["train_size"],
            "subset_size": int(res["subset_size"]), "train_size": int(res["train_size"]),
+           **{k: v for k, v in res.items() if k.startswith("kept_")},
            **_test_metrics(res), "warmup_acc": warmup_test_acc(warm), "seconds": time.perf_counter() - t0,
            "run_dir": str(run)}
     _save_result(run, row)
@@ -656,15 +732,25 @@ def run_ablations(
     return pd.DataFrame(rows)
 
 
+def setting_preset(preset: Preset, setting: AdaptiveSetting, adam_lr: float | None = None) -> Preset:
+    """The preset a setting's run trains with (`preset` with the setting's fields; Adam at `adam_lr`)."""
+    adam_lr = adam_lr_for(preset) if adam_lr is None else adam_lr
+    return preset.with_overrides(**setting.preset_overrides(adam_lr))
+
+
+def _loss_cfg(run_preset: Preset, setting: AdaptiveSetting) -> Any:
+    """Eq. 11's settings for an adaptive setting (its Table III row applied)."""
+    from mmgap.losses import AdaptiveLossConfig
+
+    return AdaptiveLossConfig.from_train_config(run_preset.train).ablation(setting.ablation)
+
+
 def _adaptive_run_dir(cache: Any, preset: Preset, setting: AdaptiveSetting, seed: int,
                       root: str | Path | None = None, adam_lr: float | None = None, **_: Any) -> Path:
     """The folder of one adaptive run: ``<root>/<setting key>-<hash of all settings and data>/seed<k>``."""
-    from mmgap.losses import AdaptiveLossConfig
-
-    adam_lr = adam_lr_for(preset) if adam_lr is None else adam_lr
-    run_preset = preset.with_overrides(**setting.preset_overrides(adam_lr))
-    cfg = AdaptiveLossConfig.from_train_config(run_preset.train).ablation(setting.ablation)
-    tag = _digest(run_preset.to_dict(), cache_id(cache), dataclasses.asdict(cfg))
+    run_preset = setting_preset(preset, setting, adam_lr)
+    cfg = None if setting.is_control else dataclasses.asdict(_loss_cfg(run_preset, setting))
+    tag = _digest(run_preset.to_dict(), cache_id(cache), cfg)
     base = Path(root) if root is not None else adaptive_root(preset)
     return base / f"{setting.key}-{tag}" / f"seed{seed}"
 
@@ -697,22 +783,23 @@ def run_methods(
     """Table II: every method on the same data, model, split and seeds; one row per (method, seed).
 
     Baselines train for warm-up + adaptive epochs, the same budget as ours (two stages from the shared
-    warm-up), with the defaults their modules document (`mmgap.baselines.get`).
+    warm-up), with the defaults their modules document (`mmgap.baselines.get`). ``"control"`` is the same
+    two-stage budget with the warm-up loss in both stages (`control_setting`, shared with notebooks 04-05).
     """
     seeds = check_seeds(seeds, preset)
     methods = check_methods(methods)
-    root = Path(root) if root is not None else paths.run_dir(preset.name, "07_baselines", "runs")
+    root = Path(root) if root is not None else methods_root(preset)
     base = AdaptiveSetting.from_preset(preset)
-    epochs = preset.train.warmup_epochs + preset.train.adaptive_epochs
-    if any(m in OURS for m in methods):
+    epochs = table_ii_epochs(preset)
+    if any(m in OURS or m == CONTROL for m in methods):
         ensure_warmups(cache, preset, seeds, device, workers, log)
     calls, names = [], []
     for seed in seeds:
         for method in methods:
             names.append(method)
-            if method in OURS:
-                ours = dataclasses.replace(base, gap=OURS[method])
-                calls.append(("run_adaptive", {"preset": preset, "setting": ours, "seed": seed,
+            if method in OURS or method == CONTROL:
+                setting = control_setting(base) if method == CONTROL else dataclasses.replace(base, gap=OURS[method])
+                calls.append(("run_adaptive", {"preset": preset, "setting": setting, "seed": seed,
                                                "device": device, "fresh": fresh}))
             else:
                 calls.append(("baseline_one", {"preset": preset, "method": method, "seed": seed, "root": root,
@@ -741,7 +828,13 @@ def purification_table(rows: pd.DataFrame) -> pd.DataFrame:
     data = mean_std_table(rows, ["row"], ["data_pct"], decimals=1)
     scores = table_of(rows, "row", metrics=("acc", "f1"))
     table = pd.DataFrame({"w0 threshold": scores["row"], "Data (%)": data["data_pct"],
-                          "Accuracy (%)": scores["acc"], "Macro F1 (%)": scores["f1"], "n": scores["n"]})
+                          "Accuracy (%)": scores["acc"], "Macro F1 (%)": scores["f1"]})
+    kept = [c for c in (f"kept_{t}" for t in TIERS) if c in rows and rows[c].notna().any()]
+    if kept:  # ground truth (embedded data): which clips each threshold keeps
+        shares = mean_std_table(rows.assign(**{c: 100.0 * rows[c] for c in kept}), ["row"], kept, decimals=1)
+        for c in kept:
+            table[f"Kept, {c[5:]} (%)"] = shares[c]
+    table["n"] = scores["n"]
     return table
 
 
@@ -752,7 +845,7 @@ def verdict(rows: pd.DataFrame, ours: Sequence[str] = tuple(OURS),
     A difference counts as clear only when it exceeds the larger of the two stds over seeds: with three seeds
     a finer test would claim more than the data can carry.
     """
-    df = rows.copy()
+    df = rows[~rows["method"].isin(UNIMODAL)].copy()
     base = df[~df["method"].isin(ours)]
     mine = df[df["method"].isin(ours)]
     if mine.empty or base.empty:
@@ -834,6 +927,56 @@ def describe_ablations(rows: pd.DataFrame, full_key: str) -> str:
     return "\n".join(lines)
 
 
+PHENOMENA: tuple[tuple[str, str, str, str, float], ...] = (
+    # (label, start column, end column, direction the paper expects, display scale)
+    ("π1, imbalanced weight", "start_pi1", "end_pi1", "down", 1.0),
+    ("μ1 − μ0, raw gap", "start_mu_sep", "end_mu_sep", "down", 1.0),
+    ("mean gap, raw", "start_gap_mean", "end_gap_mean", "down", 1.0),
+    ("visual acc., hard (%)", "warm_acc_v_hard", "last_acc_v_hard", "up", 100.0),
+    ("visual acc. (%)", "warm_acc_v", "last_acc_v", "up", 100.0),
+    ("fused acc. (%)", "warm_acc", "last_acc", "up", 100.0),
+)
+"""What notebook 04 checks on one seed and 05 over seeds: the mixture fitted on the last model (location-
+labelled components) and the test accuracy of the last epoch, against the warm-up's and the control's."""
+
+
+def phenomena_table(rows: pd.DataFrame, full_key: str, control_key: str) -> pd.DataFrame:
+    """Adaptive (`full_key`) vs control (`control_key`) over seeds: start, ends, paired difference, verdict.
+
+    Both arms of a seed start from the same warm-up, so the start values are the adaptive run's and the
+    comparison is paired: a difference counts as clear when its mean over seeds exceeds its std.
+    """
+    from mmgap.results import format_mean_std
+
+    full = rows[rows["setting"] == full_key].drop_duplicates("seed").set_index("seed")
+    ctrl = rows[rows["setting"] == control_key].drop_duplicates("seed").set_index("seed")
+    seeds = full.index.intersection(ctrl.index)
+    if len(seeds) == 0:
+        return pd.DataFrame()
+    full, ctrl = full.loc[seeds].copy(), ctrl.loc[seeds].copy()
+    for df in (full, ctrl):
+        for tag in ("start", "end"):
+            if f"{tag}_mu1_raw" in df:
+                df[f"{tag}_mu_sep"] = df[f"{tag}_mu1_raw"] - df[f"{tag}_mu0_raw"]
+    out = []
+    for label, start, end, direction, scale in PHENOMENA:
+        if start not in full or end not in full or end not in ctrl or full[start].isna().all():
+            continue
+        s, a, c = (scale * pd.to_numeric(x, errors="coerce") for x in (full[start], full[end], ctrl[end]))
+        d = a - c
+        n = int(d.notna().sum())
+        good = d.mean() < 0 if direction == "down" else d.mean() > 0
+        spread = _nz(d.std())
+        verdict = ("one seed, no claim" if n < 2 else "within the seed spread" if abs(d.mean()) <= spread
+                   else ("as the paper expects" if good else "against the paper's expectation"))
+        out.append({"quantity": label, "expected": "falls" if direction == "down" else "rises",
+                    "start (warm-up)": format_mean_std(s.mean(), s.std()),
+                    "adaptive, end": format_mean_std(a.mean(), a.std()),
+                    "control, end": format_mean_std(c.mean(), c.std()),
+                    "adaptive − control": format_mean_std(d.mean(), d.std()), "n": n, "verdict": verdict})
+    return pd.DataFrame(out)
+
+
 def describe_purification(rows: pd.DataFrame) -> str:
     """Each τ's accuracy against the 100 % fine-tuning baseline, with its data fraction and seed spread."""
     stats = rows.groupby("tau", sort=True).agg(row=("row", "first"), mean=("acc", "mean"), std=("acc", "std"),
@@ -844,7 +987,7 @@ def describe_purification(rows: pd.DataFrame) -> str:
 
     b = stats.loc[0.0]
     base_text = format_mean_std(100 * b["mean"], 100 * b["std"])
-    lines = [f"Baseline (fine-tuned on 100 % of the training data): {base_text} % "
+    lines = [f"Control (the warm-up fine-tuned on 100 % of the training data): {base_text} % "
              f"over {int(b['n'])} seed(s)."]
     if "warmup_acc" in rows and rows["warmup_acc"].notna().any():
         w = rows.drop_duplicates("seed")["warmup_acc"].astype(float)

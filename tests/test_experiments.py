@@ -24,13 +24,24 @@ def test_plan_has_the_papers_rows_and_shares_the_full_model():
     plan = ex.ablation_plan(["VI", "III", "IV", "V"], base)  # order given is not the order run
     assert [p.table for p in plan][:1] == ["III"]
     counts = pd.Series([p.table for p in plan]).value_counts().to_dict()
-    assert counts == {"III": 6, "IV": 4, "V": 6, "VI": 5}
+    assert counts == {"III": 8, "IV": 4, "V": 6, "VI": 5}  # III: the paper's 6 + monotone posterior + control
     full = [p for p in plan if p.setting == base]
     # the full model is row 1 of III, SGD-reset of IV, GMM(Prob) of V and rho 0.95 of VI
     assert sorted((p.table, p.row) for p in full) == [
         ("III", "Ours (full model)"), ("IV", "SGD (reset state)"), ("V", "GMM(Prob)"), ("VI", "0.95")]
-    # 21 rows, of which 3 repeat the full model: 18 distinct runs per seed
-    assert len(ex.distinct_settings(plan)) == 21 - 3
+    iii = {p.row: p.setting for p in plan if p.table == "III"}
+    assert iii[ex.CONTROL_LABEL].is_control and iii[ex.CONTROL_LABEL] == ex.control_setting(base)
+    assert iii[ex.POSTERIOR_ROWS["monotone"]].posterior == "monotone"
+    # 23 rows, of which 3 repeat the full model: 20 distinct runs per seed
+    assert len(ex.distinct_settings(plan)) == 23 - 3
+
+
+def test_control_setting_ignores_what_the_control_does_not_use():
+    base = ex.AdaptiveSetting.from_preset(get_preset("demo"))
+    for other in (ex.AdaptiveSetting(rho=0.8), ex.AdaptiveSetting(gap="kl", mixture="smm", posterior="monotone")):
+        assert ex.control_setting(other) == ex.control_setting(base)  # one control run serves them all
+    assert ex.control_setting(base).key == "control-sgd-reset"
+    assert ex.control_setting(ex.AdaptiveSetting(optimizer="adam", reset_optimizer=False)).key == "control-adam-same"
 
 
 def test_setting_overrides_give_adam_its_own_rate_and_distinct_keys():
@@ -166,18 +177,50 @@ def test_run_ablations_shares_the_full_model_and_reuses_finished_runs(cache, run
     monkeypatch.setattr(ex, "RHOS", (1.0, 0.95))
     logs: list[str] = []
     rows = ex.run_ablations(cache, SMOKE, tables=["III", "VI"], seeds=[0], log=logs.append)
-    assert list(rows["table"]) == ["III", "VI", "VI"]
-    assert list(rows["row"]) == ["Ours (full model)", "1.00", "0.95"]
+    assert list(rows["table"]) == ["III", "III", "III", "VI", "VI"]
+    assert list(rows["row"]) == ["Ours (full model)", ex.POSTERIOR_ROWS["monotone"], ex.CONTROL_LABEL, "1.00", "0.95"]
     assert {"table", "row", "setting", "seed", "acc", "f1", "acc_a", "acc_v", "seconds", "reused"} <= set(rows)
     for row in rows.to_dict(orient="records"):
         _check_scores(row)
-    full = rows[rows["row"] != "1.00"]
+    full = rows[rows["row"].isin(["Ours (full model)", "0.95"])]
     assert full["setting"].nunique() == 1 and full["acc"].nunique() == 1  # one run serves both tables
+    # both arms record where they end; the adaptive run also where it started (its first refit)
+    ctrl = rows[rows["row"] == ex.CONTROL_LABEL].iloc[0]
+    first = full.iloc[0]
+    assert ctrl["setting"] == "control-sgd-reset" and math.isnan(ctrl.get("start_pi1", math.nan))
+    for r in (first, ctrl):
+        assert 0.0 < r["end_pi1"] < 1.0 and r["end_mu1_raw"] >= r["end_mu0_raw"]
+        assert 0.0 <= r["last_acc"] <= 1.0 and r["warm_acc"] == first["warm_acc"]  # the same warm-up
+    assert 0.0 < first["start_pi1"] < 1.0
     assert any("training one" in line for line in logs)  # the warm-up was trained once, with a note
     assert (runs / "smoke" / "warmup").is_dir()
     again = ex.run_ablations(cache, SMOKE, tables=["VI"], seeds=[0], log=logs.append)
     assert again["reused"].all()
     assert list(again["acc"]) == list(rows.loc[rows["table"] == "VI", "acc"])
+
+
+def test_phenomena_table_pairs_seeds_and_states_the_verdict():
+    def arm(setting: str, seed: int, end_pi1: float, last_hard: float, start: bool) -> dict:
+        row = {"setting": setting, "seed": seed, "end_pi1": end_pi1, "end_mu0_raw": 0.0, "end_mu1_raw": 0.5,
+               "end_gap_mean": 0.3, "warm_acc_v_hard": 0.2, "last_acc_v_hard": last_hard, "warm_acc_v": 0.5,
+               "last_acc_v": 0.55, "warm_acc": 0.8, "last_acc": 0.82}
+        if start:
+            row.update(start_pi1=0.4, start_mu0_raw=0.0, start_mu1_raw=0.8, start_gap_mean=0.4)
+        return row
+
+    rows = pd.DataFrame([arm("full", s, 0.30 + 0.01 * s, 0.40 + 0.01 * s, True) for s in range(3)]
+                        + [arm("ctrl", s, 0.35 + 0.01 * s, 0.30 - 0.02 * s, False) for s in range(3)])
+    table = ex.phenomena_table(rows, "full", "ctrl").set_index("quantity")
+    # π1: adaptive ends 0.05 below the control on every seed (std 0): a clear effect in the expected direction
+    assert table.loc["π1, imbalanced weight", "verdict"] == "as the paper expects"
+    assert table.loc["π1, imbalanced weight", "adaptive − control"] == "-0.05 ± 0.00"
+    assert table.loc["π1, imbalanced weight", "start (warm-up)"] == "0.40 ± 0.00"
+    # hard-tier visual accuracy: +10, +13, +16 points (mean 13, std 3): clear
+    assert table.loc["visual acc., hard (%)", "adaptive − control"] == "13.00 ± 3.00"
+    assert table.loc["visual acc., hard (%)", "verdict"] == "as the paper expects"
+    # identical ends: no difference, within the spread
+    assert table.loc["visual acc. (%)", "verdict"] == "within the seed spread"
+    assert ex.phenomena_table(rows, "full", "other").empty
 
 
 def test_run_purification_rows(cache, runs):
@@ -193,7 +236,7 @@ def test_run_purification_rows(cache, runs):
     assert 0.0 <= base["warmup_acc"] <= 1.0
     assert base["warmup_acc"] == cut["warmup_acc"]  # one warm-up per seed serves every threshold
     table = ex.purification_table(rows)
-    assert list(table.columns) == ["w0 threshold", "Data (%)", "Accuracy (%)", "Macro F1 (%)", "n"]
+    assert list(table.columns) == ["w0 threshold", "Data (%)", "Accuracy (%)", "Macro F1 (%)", "n"]  # no tiers here
     assert table.iloc[0]["Data (%)"] == "100.0"
 
 
