@@ -4,6 +4,7 @@ pointers; every one is a ClipError with a reason that says what is wrong, never 
 from __future__ import annotations
 
 import re
+import struct
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from mmgap.data.decode import LFS_REASON, ClipError, check_audio, read_audio, re
 
 
 def decoded_and_declared(reason: str) -> tuple[float, float]:
-    m = re.fullmatch(r"truncated file: the (?:video track|audio track|audio) decodes ([\d.]+) s of the ([\d.]+) s "
+    m = re.fullmatch(r"truncated file: the (?:video track|audio track|audio|file's longest track) decodes ([\d.]+) s of the ([\d.]+) s "
                      r"its header declares; download or copy the file again", reason)
     assert m, reason
     return float(m.group(1)), float(m.group(2))
@@ -55,6 +56,57 @@ def test_a_truncated_pcm_wav_is_truncated(tmp_path):
     data[40:44] = b"\xff\xff\xff\xff"  # the data size a streaming recorder leaves: unknown, not truncated
     streamed.write_bytes(bytes(data))
     assert len(read_audio(streamed, 16000)) == 16000
+
+
+@pytest.mark.parametrize("size", [0x7FFFFFFF, 0x7FFFF000, 0xFFFFFFFF - 44, 0xFFFFFFF0])
+def test_streamed_wav_placeholder_sizes_are_unknown_not_truncated(tmp_path, size):
+    wav = write_wav(tmp_path / "streamed.wav", tone(300, 1.0, 16000), 16000)
+    data = bytearray(wav.read_bytes())
+    assert data[36:40] == b"data"
+    data[40:44] = struct.pack("<I", size)  # 0x7FFFF000: SoX; 0x7FFFFFFF, 0xFFFFFFFF - 44: other recorders
+    wav.write_bytes(bytes(data))
+    assert len(read_audio(wav, 16000)) == 16000
+
+
+@pytest.fixture(scope="module")
+def unequal_tracks(tmp_path_factory):
+    """MKV and FLV files (one duration for the file, or per-track tags) whose tracks differ in length:
+    video 3 s + audio 6 s, and video 6 s + audio 3 s; and each cut to 40 % of its bytes."""
+    d = tmp_path_factory.mktemp("unequal")
+    files = {}
+    for ext in ("mkv", "flv"):
+        for name, seconds_v, seconds_a in (("short_video", 3, 6.0), ("short_audio", 6, 3.0)):
+            full = write_video(d / f"{name}.{ext}", frames_ramp(2 * seconds_v, 16, 16, step=10), fps=2,
+                               audio=tone(440, seconds_a, 8000), sr=8000)
+            cut = d / f"{name}_cut.{ext}"
+            cut.write_bytes(full.read_bytes())
+            files[ext, name] = (full, truncate(cut, 0.4), seconds_v, seconds_a)
+    return files
+
+
+@pytest.mark.parametrize("ext", ["mkv", "flv"])
+@pytest.mark.parametrize("name", ["short_video", "short_audio"])
+def test_a_track_shorter_than_the_other_is_not_truncated(unequal_tracks, ext, name):
+    full, _, seconds_v, seconds_a = unequal_tracks[ext, name]
+    assert read_frames(full, 1.0, 3, 16).shape == (3, 16, 16, 3)
+    assert len(read_audio(full, 8000)) == pytest.approx(seconds_a * 8000, abs=2048)  # AAC frames
+    assert len(read_frames(full, 2.0, 2 * seconds_v, 16)) == 2 * seconds_v
+
+
+@pytest.mark.parametrize("ext", ["mkv", "flv"])
+@pytest.mark.parametrize("name", ["short_video", "short_audio"])
+def test_a_cut_file_with_tracks_of_unequal_length_is_truncated(unequal_tracks, ext, name):
+    _, cut, seconds_v, seconds_a = unequal_tracks[ext, name]
+    for read, declared_track in ((lambda: read_frames(cut, 1.0, 3, 16), seconds_v),
+                                 (lambda: read_audio(cut, 8000), seconds_a)):
+        with pytest.raises(ClipError) as err:
+            read()
+        decoded, declared = decoded_and_declared(str(err.value))
+        if ext == "mkv":  # per-track DURATION tags: each track against its own length
+            assert declared == pytest.approx(declared_track, abs=0.15)
+        else:  # FLV declares one duration, the longest track's: that track is checked
+            assert declared == pytest.approx(6.0, abs=0.15) and "the file's longest track" in str(err.value)
+        assert decoded < declared - 0.5
 
 
 def test_empty_wav_and_a_window_after_the_audio_end(tmp_path):

@@ -3,13 +3,18 @@
 Every failure becomes a `ClipError` whose message is the reason written to exclusions.csv, so a bad clip
 is skipped and reported instead of crashing a worker. Before decoding, a file is checked for being there,
 non-empty and not a git-lfs pointer; after decoding, `check_duration` compares what decoded with what the
-file's header declares, so a truncated file is excluded with the numbers instead of padded.
+file's header declares, so a truncated file is excluded with the numbers instead of padded. A track is held
+to its own declared duration (MP4 / AVI headers, Matroska / WebM `DURATION` tags); where a container
+declares only one duration for the whole file (FLV, Matroska without tags), that is the longest track's,
+so a shorter track of a valid file passes and only a file whose longest track falls short is truncated.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import wave as wavefile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import av
@@ -24,6 +29,10 @@ LFS_REASON = "git-lfs pointer file, not media: run `git lfs pull` in the dataset
 # A track that decodes shorter than its header declares by more than this is truncated.
 TRUNCATION_TOLERANCE_S = 0.5
 TRUNCATION_TOLERANCE_FRAC = 0.1
+# A WAV whose data chunk declares at least this many bytes was written by a streaming recorder that never
+# went back to fill in the size (0, 0x7FFFFFFF, 0x7FFFF000 from SoX, 0xFFFFFFFF - 44, ...): its length is unknown.
+STREAMED_WAV_SIZE = 0x7F000000
+_TAG_DURATION = re.compile(r"^(\d+):(\d{2}):(\d{2}(?:\.\d*)?)$")
 
 
 class ClipError(Exception):
@@ -52,18 +61,85 @@ def check_file(path: Path) -> None:
 def check_duration(decoded_s: float, declared_s: float | None, what: str) -> None:
     """Raise ClipError when `what` decoded shorter than its declared duration by more than the tolerance
     (max of TRUNCATION_TOLERANCE_S and TRUNCATION_TOLERANCE_FRAC of the declared duration)."""
-    if declared_s is None or not math.isfinite(declared_s) or declared_s <= 0:
-        return
-    if decoded_s < declared_s - max(TRUNCATION_TOLERANCE_S, TRUNCATION_TOLERANCE_FRAC * declared_s):
+    if falls_short(decoded_s, declared_s):
         raise ClipError(f"truncated file: {what} decodes {decoded_s:.1f} s of the {declared_s:.1f} s its header "
                         "declares; download or copy the file again")
 
 
-def _declared(c: av.container.InputContainer, stream: av.stream.Stream) -> float | None:
-    """The stream's duration as its header declares it (else the container's), in seconds; None if unknown."""
-    if stream.duration and stream.time_base:
-        return float(stream.duration * stream.time_base)
-    return c.duration / av.time_base if c.duration else None
+def falls_short(decoded_s: float, declared_s: float | None) -> bool:
+    """True when `decoded_s` is shorter than a known `declared_s` by more than the truncation tolerance."""
+    if declared_s is None or not math.isfinite(declared_s) or declared_s <= 0:
+        return False
+    return decoded_s < declared_s - max(TRUNCATION_TOLERANCE_S, TRUNCATION_TOLERANCE_FRAC * declared_s)
+
+
+def _track_declared(stream: av.stream.Stream) -> float | None:
+    """The track's own declared duration in seconds (a Matroska / WebM `DURATION` tag, else its header's);
+    None if the file declares none for this track."""
+    tagged = _duration_tag(stream.metadata)
+    if tagged is not None:  # FFmpeg may fill an untimed track's duration with the file's: the tag is the track's
+        return tagged
+    return float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
+
+
+def _duration_tag(metadata: Mapping[str, str]) -> float | None:
+    """Seconds of a Matroska / WebM `DURATION` tag (`00:00:05.000000000`; `DURATION-eng` from mkvmerge)."""
+    for key, value in metadata.items():
+        m = _TAG_DURATION.match(value.strip()) if key.upper().split("-")[0] == "DURATION" else None
+        if m:
+            return int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
+    return None
+
+
+def _media_streams(c: av.container.InputContainer) -> int:
+    """How many audio and video tracks the file has."""
+    return sum(s.type in ("audio", "video") for s in c.streams)
+
+
+def _demux(c: av.container.InputContainer, stream: av.stream.Stream,
+           spans: dict[int, tuple[float, float]]) -> Iterator[av.frame.Frame]:
+    """The decoded frames of `stream`, reading every track's packets on the way and noting each audio or
+    video track's (first, last) time in `spans` (the file's longest track, for `check_tracks`)."""
+    for packet in c.demux():
+        _note_span(packet, spans)
+        if packet.stream.index == stream.index:
+            yield from packet.decode()
+
+
+def _note_span(packet: av.packet.Packet, spans: dict[int, tuple[float, float]]) -> None:
+    """Widen the packet's track span in `spans` to cover the packet (flush packets carry no time)."""
+    if packet.pts is None or packet.time_base is None or packet.stream.type not in ("audio", "video"):
+        return
+    t0 = float(packet.pts * packet.time_base)
+    t1 = t0 + float((packet.duration or 0) * packet.time_base)
+    a, b = spans.get(packet.stream.index, (t0, t1))
+    spans[packet.stream.index] = (min(a, t0), max(b, t1))
+
+
+def check_tracks(c: av.container.InputContainer, stream: av.stream.Stream, decoded_s: float, what: str,
+                 spans: dict[int, tuple[float, float]]) -> None:
+    """Raise ClipError when the decoded track falls short of the duration the file declares for it.
+
+    A track is held to its own declared duration. A duration that is the whole file's (FLV, untagged
+    Matroska, or a track's duration FFmpeg filled in from the file's) is the longest track's: with several
+    tracks the shorter one of a valid file passes, and the file is truncated only when its longest track,
+    measured in `spans`, falls short of it."""
+    own = _track_declared(stream)
+    whole = c.duration / av.time_base if c.duration else None
+    if _media_streams(c) <= 1 or (own is not None and not _same_time(own, whole)):
+        check_duration(decoded_s, own if own is not None else whole, what)
+        return
+    longest = max(b for _, b in spans.values()) - min(a for a, _ in spans.values()) if spans else None
+    if longest is None or not falls_short(longest, whole):
+        return  # the longest track reaches the file's duration: this track is shorter, not cut
+    if own is not None:
+        check_duration(decoded_s, own, what)
+    else:
+        check_duration(longest, whole, "the file's longest track")
+
+
+def _same_time(a: float, b: float | None) -> bool:
+    return b is not None and abs(a - b) < 2e-3
 
 
 def _open(path: str | Path) -> av.container.InputContainer:
@@ -96,8 +172,9 @@ def read_frames(path: str | Path, fps: float, frames_per_clip: int, frame_size: 
         rate = float(stream.average_rate or stream.guessed_rate or 25)
         t0: float | None = None
         rel, last_dur, stopped, error = 0.0, 1.0 / rate, False, None
+        spans: dict[int, tuple[float, float]] = {}
         try:
-            for i, frame in enumerate(c.decode(stream)):
+            for i, frame in enumerate(_demux(c, stream, spans)):
                 t = frame.time if frame.time is not None else i / rate
                 if t0 is None:
                     t0 = t
@@ -120,7 +197,7 @@ def read_frames(path: str | Path, fps: float, frames_per_clip: int, frame_size: 
             raise ClipError("no decodable frames")
         length = rel + last_dur
         if not stopped:  # decoded to the end (or to an error): it must reach the declared duration
-            check_duration(length, _declared(c, stream), "the video track")
+            check_tracks(c, stream, length, "the video track", spans)
     if not slots:
         if start is not None and not stopped:
             raise ClipError(f"event window {_window(start, end)} starts after the video ends ({length:.1f} s)")
@@ -189,7 +266,7 @@ def _declared_frames(p: Path) -> int | None:
             n, block = w.getnframes(), w.getsampwidth() * w.getnchannels()
     except (wavefile.Error, EOFError, OSError):
         return None
-    if n == 0 or n * block >= 0xFFFFFFFF - block:  # streamed WAVs leave the size at 0 or 0xFFFFFFFF
+    if n == 0 or n * block >= STREAMED_WAV_SIZE:  # a placeholder size: unknown, not a declared length
         return None
     return n
 
@@ -205,8 +282,9 @@ def _decode_audio_track(path: Path) -> tuple[np.ndarray, int]:
         if not sr:
             raise ClipError("audio track without a sample rate")
         resampler = av.AudioResampler(format="fltp", layout="mono", rate=sr)
+        spans: dict[int, tuple[float, float]] = {}
         try:
-            for frame in c.decode(stream):
+            for frame in _demux(c, stream, spans):
                 for out in resampler.resample(frame):
                     chunks.append(out.to_ndarray().reshape(-1))
             for out in resampler.resample(None):
@@ -217,7 +295,7 @@ def _decode_audio_track(path: Path) -> tuple[np.ndarray, int]:
         n = sum(len(x) for x in chunks)
         if n == 0:
             raise ClipError("empty audio track")
-        check_duration(n / sr, _declared(c, stream), "the audio track")
+        check_tracks(c, stream, n / sr, "the audio track", spans)
     return np.concatenate(chunks).astype(np.float32), int(sr)
 
 
