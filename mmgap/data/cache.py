@@ -170,7 +170,7 @@ class _Task:
 
 
 def _process(task: _Task) -> tuple[str, Any, Any]:
-    """Decode and featurise one clip; errors come back as ("error", reason, None), never raised."""
+    """Decode and featurise one clip: ("ok", features, frames), or ("error", reason, kind), never raised."""
     r, p = task.row, task.protocol
     try:
         a_win = (r.start, r.end) if p.audio.window == "event" else (None, None)
@@ -186,9 +186,9 @@ def _process(task: _Task) -> tuple[str, Any, Any]:
                             "normalisation")
         return "ok", feat, frames
     except ClipError as e:
-        return "error", str(e), None
+        return "error", str(e), e.kind
     except Exception as e:  # noqa: BLE001 - a worker must report, not crash, on any unexpected decode failure
-        return "error", f"unexpected {type(e).__name__}: {e}", None
+        return "error", f"unexpected {type(e).__name__}: {e}", f"unexpected {type(e).__name__}"
 
 
 def build_cache(manifest: Manifest, protocol: Protocol, cache_root: str | Path, workers: int | None = None,
@@ -221,7 +221,7 @@ def build_cache(manifest: Manifest, protocol: Protocol, cache_root: str | Path, 
         if status == "ok":
             audio[i], frames[i], ok[i] = a, f, True
         else:
-            exclusions.append(Exclusion(row.clip_id, row.video or row.audio, a))
+            exclusions.append(Exclusion(row.clip_id, row.video or row.audio, a, kind=f))
     keep = np.flatnonzero(ok)
     if len(keep) == 0:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -73,7 +73,8 @@ def build_manifest(root: str | Path, split_files: dict[str, str | Path] | None =
             ex.append(Exclusion(stem, str(vpath), f"unparseable name: {e}"))
             continue
         if code not in CLASS_NAMES:
-            ex.append(Exclusion(stem, str(vpath), f"unknown label {code!r} (expected one of {CLASS_NAMES})"))
+            ex.append(Exclusion(stem, str(vpath), f"unknown label {code!r} (expected one of {CLASS_NAMES})",
+                                kind="unknown label"))
             continue
         if stem in a_amb:
             continue  # reported above
@@ -114,15 +115,18 @@ def _rows_from_split_files(split_files: dict[str, str | Path], usable: dict[str,
         for item in read_label_list(Path(path)).rows:
             stem = Path(item.clip).stem
             if item.problem:
-                ex.append(Exclusion(stem, where, item.problem))
+                ex.append(Exclusion(stem, where, item.problem, kind="bad row"))
             elif item.label not in CLASS_NAMES:
-                ex.append(Exclusion(stem, where, f"unknown label {item.label!r} in {where}"))
+                ex.append(Exclusion(stem, where, f"unknown label {item.label!r} in {where}",
+                                    kind="unknown label"))
             elif stem not in usable:
                 if stem not in on_disk:
-                    ex.append(Exclusion(stem, where, f"listed in {where} but absent on disk"))
+                    ex.append(Exclusion(stem, where, f"listed in {where} but absent on disk",
+                                        kind="absent on disk"))
                 # else: already excluded above with its own reason
             elif CLASS_NAMES[usable[stem][2]] != item.label:
-                ex.append(Exclusion(stem, where, f"label {item.label!r} in {where} disagrees with the file name"))
+                ex.append(Exclusion(stem, where, f"label {item.label!r} in {where} disagrees with the file "
+                                    "name", kind="label disagrees with the file name"))
             else:
                 v, a, y = usable[stem]
                 listed.append(Listed(ManifestRow(stem, str(v), str(a), y, CLASS_NAMES[y], split), item.where))

@@ -23,6 +23,8 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
+from mmgap.data.manifest import reason_kind
+
 SOUNDFILE_EXTS = {".wav", ".flac", ".ogg"}
 LFS_MAGIC = b"version https://git-lfs.github.com/spec/"
 LFS_REASON = "git-lfs pointer file, not media: run `git lfs pull` in the dataset's git clone to download it"
@@ -36,7 +38,12 @@ _TAG_DURATION = re.compile(r"^(\d+):(\d{2}):(\d{2}(?:\.\d*)?)$")
 
 
 class ClipError(Exception):
-    """A clip cannot be used; str(error) is the reason recorded in exclusions.csv."""
+    """A clip cannot be used; str(error) is the reason recorded in exclusions.csv, `kind` what summaries
+    group it under (default: `manifest.reason_kind` of the reason)."""
+
+    def __init__(self, reason: str, kind: str = "") -> None:
+        super().__init__(reason)
+        self.kind = kind or reason_kind(reason)
 
 
 def is_lfs_pointer(path: str | Path) -> bool:
@@ -200,9 +207,10 @@ def read_frames(path: str | Path, fps: float, frames_per_clip: int, frame_size: 
             check_tracks(c, stream, length, "the video track", spans)
     if not slots:
         if start is not None and not stopped:
-            raise ClipError(f"event window {_window(start, end)} starts after the video ends ({length:.1f} s)")
+            raise ClipError(f"event window {_window(start, end)} starts after the video ends "
+                            f"({length:.1f} s)", kind="event window after the end")
         raise ClipError("no decodable frames" + (f" in the event window {_window(start, end)}" if start is not None
-                                                 else ""))
+                                                 else ""), kind="no decodable frames")
     kept = [slots[k] for k in sorted(slots)]
     pick = [min(len(kept) - 1, math.floor((k + 0.5) * len(kept) / frames_per_clip)) for k in range(frames_per_clip)]
     return np.stack([_square(kept[j], frame_size) for j in pick])
@@ -231,10 +239,11 @@ def read_audio(path: str | Path, sample_rate: int, start: float | None = None,
         b = int(round(end * sr)) if end is not None else len(wave)
         if a >= len(wave):
             raise ClipError(f"event window {_window(start, end)} starts after the audio ends "
-                            f"({len(wave) / sr:.2f} s)")
+                            f"({len(wave) / sr:.2f} s)", kind="event window after the end")
         wave = wave[a:b]
         if len(wave) == 0:
-            raise ClipError(f"event window {_window(start, end)} holds no audio sample")
+            raise ClipError(f"event window {_window(start, end)} holds no audio sample",
+                            kind="event window without audio")
     bad = int(np.count_nonzero(~np.isfinite(wave)))
     if bad:
         raise ClipError(f"non-finite samples: {bad} of {len(wave)} are NaN or infinite (a corrupt float file)")

@@ -73,13 +73,17 @@ def build_manifest(root: str | Path) -> Manifest:
         clip = path_id(vpath, base) if video else f"row{line}"
         apath = _local(base, r["audio"]) if r.get("audio") else None
         if r["label"] not in class_names:
-            ex.append(Exclusion(clip, video, f"unknown label {r['label']!r} (row {line} of {path.name})"))
+            ex.append(Exclusion(clip, video, f"unknown label {r['label']!r} (row {line} of {path.name})",
+                                kind="unknown label"))
         elif r["split"] not in SPLITS:
-            ex.append(Exclusion(clip, video, f"unknown split {r['split']!r}; expected one of {SPLITS}"))
+            ex.append(Exclusion(clip, video, f"unknown split {r['split']!r}; expected one of {SPLITS}",
+                                kind="unknown split"))
         elif not video or not vpath.is_file():
-            ex.append(Exclusion(clip, video, f"listed in {path.name} but absent on disk"))
+            ex.append(Exclusion(clip, video, f"listed in {path.name} but absent on disk",
+                                kind="absent on disk"))
         elif apath is not None and not apath.is_file():
-            ex.append(Exclusion(clip, str(r["audio"]), f"audio listed in {path.name} but absent on disk"))
+            ex.append(Exclusion(clip, str(r["audio"]), f"audio listed in {path.name} but absent on disk",
+                                kind="audio absent on disk"))
         else:
             row = ManifestRow(clip, str(vpath), str(apath) if apath else "", class_names.index(r["label"]),
                               r["label"], r["split"])

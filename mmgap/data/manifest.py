@@ -35,11 +35,15 @@ class ManifestRow:
 
 @dataclass
 class Exclusion:
-    """A clip left out, with the file and the reason (written to exclusions.csv)."""
+    """A clip left out, with the file, the reason and the reason's kind (written to exclusions.csv)."""
 
     clip_id: str
     path: str
     reason: str
+    kind: str = ""                   # what summaries group by (`bad row`); "" -> `reason_kind(reason)`
+
+    def __post_init__(self) -> None:
+        self.kind = self.kind or reason_kind(self.reason)
 
 
 @dataclass
@@ -106,33 +110,37 @@ def _opt_bool(v: str | None) -> bool | None:
 
 
 def write_exclusions(path: str | Path, exclusions: list[Exclusion]) -> Path:
-    """Write `clip_id,path,reason` rows (header always present, so an empty file means none skipped)."""
+    """Write `clip_id,path,reason,kind` rows (header always present, so an empty file means none skipped)."""
     path = Path(path)
     with open(path, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
-        w.writerow(["clip_id", "path", "reason"])
+        w.writerow(["clip_id", "path", "reason", "kind"])
         for e in exclusions:
-            w.writerow([e.clip_id, e.path, e.reason])
+            w.writerow([e.clip_id, e.path, e.reason, e.kind])
     return path
 
 
 def read_exclusions(path: str | Path) -> list[Exclusion]:
-    """Read an exclusions CSV written by `write_exclusions`."""
+    """Read an exclusions CSV written by `write_exclusions` (without a kind column: the default kinds)."""
     with open(path, newline="", encoding="utf-8-sig") as fh:
-        return [Exclusion(d["clip_id"], d["path"], d["reason"]) for d in csv.DictReader(fh)]
+        return [Exclusion(d["clip_id"], d["path"], d["reason"], d.get("kind") or "")
+                for d in csv.DictReader(fh)]
 
 
 def reason_kind(reason: str) -> str:
-    """The kind of an exclusion reason: its text before the first `:`, `(` or `;` (`truncated file`)."""
-    return re.split(r"[:(;]", reason, maxsplit=1)[0].strip() or reason
+    """The default kind of a reason: its text before the first `:`, `(` or `;`, with numbers and quoted names
+    generalised (`bad row 11 of x.txt` -> `bad row # of x.txt`), so reasons that differ only in them group."""
+    head = re.split(r"[:(;]", reason, maxsplit=1)[0].strip() or reason
+    head = re.sub(r"'[^']*'|\"[^\"]*\"", "'...'", head)
+    return re.sub(r"\d+(?:\.\d+)?", "#", head)
 
 
 def summarise_reasons(exclusions: list[Exclusion], top: int = 3) -> str:
     """The `top` most frequent kinds of skip reason, one line each: count, one full example and its clip."""
-    kinds = Counter(reason_kind(e.reason) for e in exclusions)
+    kinds = Counter(e.kind for e in exclusions)
     lines = []
     for kind, n in kinds.most_common(top):
-        ex = next(e for e in exclusions if reason_kind(e.reason) == kind)
+        ex = next(e for e in exclusions if e.kind == kind)
         lines.append(f"  {n} x {ex.reason} (e.g. {ex.clip_id}: {ex.path})")
     if len(kinds) > top:
         lines.append(f"  ... and {sum(kinds.values()) - sum(n for _, n in kinds.most_common(top))} more of "
