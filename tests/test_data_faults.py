@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from media_fixtures import (frames_ramp, tone, truncate, write_float_wav, write_lfs_pointer, write_video,
-                            write_wav)
+from media_fixtures import (frames_ramp, tone, truncate, write_corrupt, write_float_wav, write_lfs_pointer,
+                            write_video, write_wav)
 from mmgap.data import AVE, DataError, FeatureCache, prepare
 from mmgap.data import ave, crema_d, generic, kinetics_sounds
 from mmgap.data.decode import LFS_REASON
@@ -24,12 +24,11 @@ def reasons(cache) -> dict[str, str]:
 # ---------------------------------------------------------------- 1. two samples, one id
 def test_ave_two_events_of_one_video_are_two_samples(tmp_path):
     cats = ave.CLASS_NAMES
-    for vid in ("twoev", "split", "other", "dup", "clash"):  # 8 s at 2 fps: frame k has grey level 20 + 10 k
+    for vid in ("twoev", "split", "other", "dup"):  # 8 s at 2 fps: frame k has grey level 20 + 10 k
         write_video(tmp_path / "AVE" / f"{vid}.mp4", frames_ramp(16, 16, 16, step=10), fps=2,
                     audio=tone(300, 8.0, 16000), sr=16000)
     train = [f"{cats[0]}&twoev&good&0&2", f"{cats[1]}&twoev&good&4&6", f"{cats[2]}&split&good&0&3",
-             f"{cats[0]}&dup&good&1&3", f"{cats[0]}&dup&good&1&3", f"{cats[0]}&clash&good&0&2",
-             f"{cats[1]}&clash&good&0&2"]
+             f"{cats[0]}&dup&good&1&3", f"{cats[0]}&dup&good&1&3"]
     test = [f"{cats[2]}&split&good&5&8", f"{cats[0]}&other&good&0&2"]
     (tmp_path / "trainSet.txt").write_text("\n".join(train) + "\n")
     (tmp_path / "valSet.txt").write_text(f"{cats[1]}&other&good&3&5\n")
@@ -40,11 +39,8 @@ def test_ave_two_events_of_one_video_are_two_samples(tmp_path):
     assert [(r.clip_id, r.label, r.split) for r in m.rows] == [
         ("twoev@0-2", 0, "train"), ("twoev@4-6", 1, "train"), ("split@0-3", 2, "train"), ("dup@1-3", 0, "train"),
         ("other@3-5", 1, "val"), ("split@5-8", 2, "test"), ("other@0-2", 0, "test")]
-    ex = [(e.clip_id, e.reason) for e in m.exclusions]
-    assert ("dup@1-3", "duplicate row: trainSet.txt row 5 repeats trainSet.txt row 4; kept once") in ex
-    clash = [r for c, r in ex if c == "clash@0-2"]
-    assert len(clash) == 2 and all(r.startswith("conflicting rows for one clip (trainSet.txt row 6: label "
-                                                "'Church bell'") for r in clash)
+    assert [(e.clip_id, e.reason) for e in m.exclusions] == [
+        ("dup@1-3", "duplicate row: trainSet.txt row 5 repeats trainSet.txt row 4; kept once")]
     proto = AVE.replace(visual=VisualProtocol(fps=1.0, frames_per_clip=2, frame_size=16, window="event"))
     c = prepare("ave", data_dir=tmp_path, preset="smoke", workers=0, protocol=proto, progress=False)
     assert c.counts() == {"train": 4, "val": 1, "test": 2} and len(set(c.clip_ids)) == 7
@@ -52,6 +48,32 @@ def test_ave_two_events_of_one_video_are_two_samples(tmp_path):
     first, second = c.clip_ids.index("twoev@0-2"), c.clip_ids.index("twoev@4-6")
     assert np.allclose(c.frames[first].mean(axis=(1, 2, 3)), [20, 40], atol=3)
     assert np.allclose(c.frames[second].mean(axis=(1, 2, 3)), [100, 120], atol=3)
+
+
+def test_ave_two_categories_of_one_window_are_two_samples(tmp_path):
+    cats = ave.CLASS_NAMES
+    for vid in ("both", "plain"):
+        write_video(tmp_path / "AVE" / f"{vid}.mp4", frames_ramp(4, 16, 16), fps=2, audio=tone(300, 2.0, 16000))
+    train = [f"{cats[0]}&both&good&0&2", f"{cats[1]}&both&good&0&2", f"{cats[1]}&both&good&0&2",
+             f"{cats[0]}&plain&good&0&2"]
+    (tmp_path / "trainSet.txt").write_text("\n".join(train) + "\n")
+    (tmp_path / "valSet.txt").write_text("")
+    (tmp_path / "testSet.txt").write_text(f"{cats[0]}&both&good&0&2\n")  # train row 1 again, in test
+    (tmp_path / "Annotations.txt").write_text("\n".join(train) + f"\n{cats[0]}&both&good&0&2\n")
+    m = ave.build_manifest(tmp_path)
+    # each annotation row is a sample (as AVE's authors use them): the category joins the id only where two
+    # categories share a window; the same annotation twice is still a duplicate, or kept in test only
+    assert [(r.clip_id, r.label, r.label_name, r.split) for r in m.rows] == [
+        ("both@0-2#Male speech, man speaking", 1, cats[1], "train"), ("plain@0-2", 0, cats[0], "train"),
+        ("both@0-2#Church bell", 0, cats[0], "test")]
+    assert sorted((e.clip_id, e.reason) for e in m.exclusions) == [
+        ("both@0-2#Church bell", "in two splits: trainSet.txt row 1 (train) and testSet.txt row 1 (test); kept in "
+                                 "test only, since a clip belongs to one split"),
+        ("both@0-2#Male speech, man speaking", "duplicate row: trainSet.txt row 3 repeats trainSet.txt row 2; "
+                                               "kept once")]
+    c = prepare("ave", data_dir=tmp_path, preset="smoke", workers=0, progress=False,
+                protocol=AVE.replace(visual=SMALL))
+    assert c.clip_ids == [r.clip_id for r in m.rows] and c.labels.tolist() == [1, 0, 0]
 
 
 def test_generic_same_file_name_in_two_class_folders(tmp_path):
@@ -67,6 +89,17 @@ def test_generic_same_file_name_in_two_class_folders(tmp_path):
         ("cat/0002.mp4", "in two splits: dataset.csv row 5 (train) and dataset.csv row 6 (test); kept in test "
                          "only, since a clip belongs to one split"),
         ("dog/0001.mp4", "duplicate row: dataset.csv row 4 repeats dataset.csv row 2; kept once")]
+
+
+def test_generic_relative_root_is_not_counted_twice(tmp_path, monkeypatch):
+    write_video(tmp_path / "gen" / "dog" / "0001.mp4", frames_ramp(2, 16, 16), fps=1, audio=tone(400, 2.0, 16000))
+    (tmp_path / "gen" / "dataset.csv").write_text("video,label,split\ndog/0001.mp4,dog,train\n"
+                                                  "./dog/0001.mp4,dog,test\n")
+    monkeypatch.chdir(tmp_path)
+    for root in ("gen", "./gen", tmp_path / "gen"):
+        m = generic.build_manifest(root)
+        assert [(r.clip_id, r.split) for r in m.rows] == [("dog/0001.mp4", "test")]
+        assert [e.clip_id for e in m.exclusions] == ["dog/0001.mp4"]  # in two splits: one clip, kept in test
 
 
 # ---------------------------------------------------------------- 2. label lists
@@ -99,8 +132,8 @@ def test_ks_lists_counted_from_one_stop_with_the_fix(ks_clips, tmp_path):
     (root / "classes.txt").write_text("".join(f"{i + 1} {n}\n" for i, n in enumerate(kinetics_sounds.CLASS_NAMES)))
     m = kinetics_sounds.build_manifest(root)
     assert [(r.clip_id, r.label, r.label_name) for r in m.rows] == [
-        ("aaa_000014_000024", 0, "blowing_nose"), ("bbb_000003_000013", 30, "tickling"),
-        ("ccc_000000_000010", 2, "bowling")]
+        ("videos/aaa_000014_000024", 0, "blowing_nose"), ("videos/bbb_000003_000013", 30, "tickling"),
+        ("videos/ccc_000000_000010", 2, "bowling")]
 
 
 def test_ks_class_list_file_replaces_the_built_in_names(ks_clips, tmp_path):
@@ -120,8 +153,8 @@ def test_ks_kinetics_annotation_csv_is_recognised(ks_clips, tmp_path):
         "test.csv": header + "tickling,bbb,3,13,test\n"})
     m = kinetics_sounds.build_manifest(root)
     assert [(r.clip_id, r.label_name, r.split) for r in m.rows] == [
-        ("aaa_000014_000024", "playing_drums", "train"), ("ccc_000000_000010", "bowling", "val"),
-        ("bbb_000003_000013", "tickling", "test")]
+        ("videos/aaa_000014_000024", "playing_drums", "train"), ("videos/ccc_000000_000010", "bowling", "val"),
+        ("videos/bbb_000003_000013", "tickling", "test")]
     # abseiling is another Kinetics class (ignored, not a fault); a listed clip that is missing is reported
     assert [(e.clip_id, e.reason) for e in m.exclusions] == [
         ("gone_000005_000015", "listed in train.csv but absent on disk")]
@@ -145,8 +178,19 @@ def test_ks_list_row_naming_a_path_resolves_an_ambiguous_name(ks_clips, tmp_path
     write_video(root / "other" / "aaa_000014_000024.mp4", frames_ramp(4, 16, 16), fps=1, audio=tone(300, 2.0, 16000))
     m = kinetics_sounds.build_manifest(root)
     assert [(r.clip_id, r.video.endswith("other/aaa_000014_000024.mp4")) for r in m.rows] == [
-        ("other/aaa_000014_000024", True), ("ccc_000000_000010", False)]
+        ("other/aaa_000014_000024", True), ("videos/ccc_000000_000010", False)]
     assert [e.reason.split(" (")[0] for e in m.exclusions] == ["ambiguous id: 2 files share this name"]
+
+
+def test_ks_one_file_named_two_ways_is_one_clip(ks_clips, tmp_path):
+    root = ks_folder(ks_clips, tmp_path, {"train.txt": "videos/aaa_000014_000024.mp4,10,0\nbbb_000003_000013,10,1\n",
+                                          "test.txt": "aaa_000014_000024,10,0\n"})
+    m = kinetics_sounds.build_manifest(root)
+    assert [(r.clip_id, r.split) for r in m.rows] == [("videos/bbb_000003_000013", "train"),
+                                                      ("videos/aaa_000014_000024", "test")]
+    assert [(e.clip_id, e.reason) for e in m.exclusions] == [
+        ("videos/aaa_000014_000024", "in two splits: train.txt row 1 (train) and test.txt row 1 (test); kept in "
+                                     "test only, since a clip belongs to one split")]
 
 
 # ---------------------------------------------------------------- CREMA-D fixture (kinds 4-7)
@@ -224,6 +268,33 @@ def test_all_git_lfs_pointers_fail_with_the_reason_and_the_list(tmp_path):
     assert f"Every skipped clip and its reason: {written}." in msg
     assert [(e.clip_id, e.reason) for e in read_exclusions(written)] == [
         (n, LFS_REASON) for n in ("1001_DFA_ANG_XX", "1001_DFA_HAP_XX", "1002_DFA_SAD_XX")]
+
+
+def test_the_summary_groups_reasons_that_differ_in_numbers_and_names(tmp_path):
+    cats = ave.CLASS_NAMES
+    for ext in ("mp4", "MP4"):
+        write_corrupt(tmp_path / "AVE" / f"twin.{ext}")
+    rows = ["Category&VideoID&Quality&StartTime&EndTime"]
+    rows += [f"{cats[0]}&v{k}&good&{k}&end" for k in range(39)]            # bad rows 2..40
+    rows += [f"Kazoo {k}&v&good&0&2" for k in range(5)]                    # five different unknown labels
+    rows += [f"{cats[0]}&gone{k}&good&0&2" for k in range(5)]              # absent on disk
+    rows += [f"{cats[0]}&twin&good&{k}&{k + 1}" for k in range(5)]         # ambiguous id
+    for name in ("trainSet.txt", "Annotations.txt"):
+        (tmp_path / name).write_text("\n".join(rows) + "\n")
+    for name in ("valSet.txt", "testSet.txt"):
+        (tmp_path / name).write_text("")
+    with pytest.raises(NoUsableClips) as err:
+        prepare("ave", data_dir=tmp_path, preset="smoke", workers=0, progress=False)
+    lines = str(err.value).splitlines()
+    assert lines[:2] == ["ave: no usable clip in " + str(tmp_path) + " (54 skipped).", "Main reasons:"]
+    assert lines[2].startswith("  39 x bad row 2 of trainSet.txt: ") and lines[2].endswith("(e.g. v0: trainSet.txt)")
+    assert [ln.split(" (e.g.")[0] for ln in lines[3:6]] == [
+        "  5 x unknown label 'Kazoo 0' in trainSet.txt",
+        "  5 x listed in trainSet.txt but absent on disk (AVE/gone0.mp4)",
+        "  ... and 5 more of 1 other kind(s)"]
+    kinds = [e.kind for e in read_exclusions(tmp_path / "cache" / "exclusions.csv")]  # kept in the CSV
+    assert {k: kinds.count(k) for k in kinds} == {"bad row": 39, "unknown label": 5, "absent on disk": 5,
+                                                  "ambiguous id": 5}
 
 
 def test_nothing_listed_is_on_disk(tmp_path):

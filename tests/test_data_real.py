@@ -155,7 +155,7 @@ def test_kinetics_sounds_manifest_and_cache(ks_root):
     assert [r.label for r in m.rows if r.split == "test"] == [1, 2]  # class names resolved to indices
     ex = {(e.clip_id, e.reason.split(" (")[0]) for e in m.exclusions}
     assert ("gone_000001_000011", "listed in train.txt but absent on disk") in ex
-    assert ("yt001_000001_000011", "unknown label '40' in train.txt") in ex
+    assert ("videos/yt001_000001_000011", "unknown label '40' in train.txt") in ex  # the id of the file found
     assert ("yt000_000001_000011", "ambiguous id: 2 files share this name") in ex  # which copy? both skipped
     proto = KINETICS_SOUNDS.replace(visual=VisualProtocol(fps=1.0, frames_per_clip=3, frame_size=16))
     c = prepare("kinetics_sounds", data_dir=ks_root, preset="smoke", workers=0, protocol=proto, progress=False)
@@ -165,7 +165,7 @@ def test_kinetics_sounds_manifest_and_cache(ks_root):
     # silence was padded: the normalised fbank of the padded tail is 0 -> (0 + 4.503877) / 10.282552
     assert abs(float(c.audio[0, 0, -1]) - 4.503877 / (2 * 5.141276)) < 1e-3
     r = reasons(c)
-    assert r["bad_000001_000011"].startswith("undecodable") and r["mute_000001_000011"] == "no audio track"
+    assert r["videos/bad_000001_000011"].startswith("undecodable") and r["videos/mute_000001_000011"] == "no audio track"
 
 
 # ---------------------------------------------------------------- generic CSV and errors

@@ -2,8 +2,9 @@
 several rows claim one id.
 
 A clip's id is the *sample*, not the file name alone: an AVE annotation is its video plus its event window
-(`window_id`), a clip of a folder layout is its path relative to the root (`path_id`), and a dataset whose
-names are unique by construction (CREMA-D, Kinetics-Sounds) uses the name. `resolve_duplicates` then keeps
+(`window_id`, with its category when two annotations share the window), a clip of a folder layout is its
+path relative to the root (`path_id`; Kinetics-Sounds: the file found, without extension), and CREMA-D,
+whose names are unique by construction, uses the name. `resolve_duplicates` then keeps
 one row per id and says what each dropped row was: a repeated row, the same clip in two splits (kept in the
 evaluation split, so no clip is in two splits), or rows that disagree (both skipped).
 """
@@ -57,20 +58,21 @@ def ambiguous_reason(paths: list[Path], root: Path) -> str:
             "the file by its path in the list")
 
 
-def window_id(video_id: str, start: float, end: float) -> str:
-    """A windowed sample's id: the video plus its event window in seconds, e.g. `VSaW8pYhd1U@2-5` (AVE)."""
-    return f"{video_id}@{start:g}-{end:g}"
+def window_id(video_id: str, start: float, end: float, tag: str = "") -> str:
+    """A windowed sample's id: the video plus its event window in seconds, e.g. `VSaW8pYhd1U@2-5` (AVE), and
+    `#tag` when given (`VSaW8pYhd1U@2-5#Bark`: two annotations of one window)."""
+    return f"{video_id}@{start:g}-{end:g}" + (f"#{tag}" if tag else "")
 
 
 def path_id(path: str | Path, root: Path) -> str:
-    """A file's id in a folder layout: its path relative to `root` with `/` separators (absolute when the
-    file lies outside `root`)."""
-    p = Path(os.path.normpath(root / path))
-    return _rel(p, root)
+    """A file's id in a folder layout: the path of `path` (as found, e.g. `root / name`) relative to `root`,
+    with `/` separators and `.` / `..` resolved (absolute when the file lies outside `root`)."""
+    return _rel(Path(path), root)
 
 
 def _rel(p: Path, root: Path) -> str:
-    root = Path(os.path.normpath(root))
+    """`p` relative to `root` (both made absolute first, so a relative root is not counted twice)."""
+    p, root = Path(os.path.abspath(p)), Path(os.path.abspath(root))
     return p.relative_to(root).as_posix() if p.is_relative_to(root) else p.as_posix()
 
 

@@ -4,17 +4,19 @@ List files (read by `mmgap.data.label_lists`): rows `ytid_start_end,10,label` or
 is a class index counted from 0 or a class name; or Kinetics' own annotation CSV
 (`label,youtube_id,time_start,time_end,split`, e.g. its train.csv / validate.csv), whose rows of other
 Kinetics classes are ignored. Integer labels counted from 1 (no 0, and 31 used) stop with an error that
-says how to fix them; a `classes.txt` in the folder (or `class_list=`) replaces the built-in 31 names and
-may give the indices your lists use (`1 blowing_nose`). Clips are found by id under the dataset folder
-(any sub-folder; .mp4, .mkv, .webm, .avi in any case), or by the relative path a list row names.
-31 classes by default, in the order of BML_TPAMI2024's split file.
+says how to fix them; a `classes.txt` in the folder (or `class_list_file=`) replaces the built-in 31 names
+and may give the indices your lists use (`1 blowing_nose`). Clips are found by id under the dataset folder
+(any sub-folder; .mp4, .mkv, .webm, .avi in any case), or by the relative path a list row names. A clip's
+id is the file found, as its path relative to the dataset folder without extension
+(`videos/x_000001_000011`): rows naming one file in two ways are one clip (listed in two splits, it is kept
+in the evaluation split only). 31 classes by default, in the order of BML_TPAMI2024's split file.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
-from mmgap.data.identity import Listed, ambiguous_reason, index_files, resolve_duplicates
+from mmgap.data.identity import Listed, ambiguous_reason, index_files, path_id, resolve_duplicates
 from mmgap.data.label_lists import ClassList, LabelList, check_index_base, read_class_list, read_label_list
 from mmgap.data.manifest import SPLITS, DataError, Exclusion, Manifest, ManifestRow, no_usable_clips, require_dir
 
@@ -69,16 +71,17 @@ def build_manifest(root: str | Path, class_list_file: str | Path | None = None) 
             y = classes.lookup(item.label) if not item.problem else None
             known += y is not None
             if item.problem:
-                ex.append(Exclusion(cid, name, item.problem))
+                ex.append(Exclusion(cid, name, item.problem, kind="bad row"))
             elif y is None:
                 if lst.kind == "kinetics_csv":
                     continue  # another Kinetics class: not part of Kinetics-Sounds
+                last = classes.base + len(classes.names) - 1
                 ex.append(Exclusion(cid, name, f"unknown label {item.label!r} in {name} (expected {classes.base}.."
-                                    f"{classes.base + len(classes.names) - 1} or a class name of {classes.source})"))
+                                    f"{last} or a class name of {classes.source})", kind="unknown label"))
             elif file is None and Path(cid).name in ambiguous:
                 ex.append(Exclusion(cid, name, ambiguous_reason(ambiguous[Path(cid).name], root)))
             elif file is None:
-                ex.append(Exclusion(cid, name, f"listed in {name} but absent on disk"))
+                ex.append(Exclusion(cid, name, f"listed in {name} but absent on disk", kind="absent on disk"))
             else:
                 listed.append(Listed(ManifestRow(cid, str(file), "", y, classes.names[y], split), item.where))
         if lst.kind == "kinetics_csv" and lst.rows and known == 0:
@@ -93,12 +96,19 @@ def build_manifest(root: str | Path, class_list_file: str | Path | None = None) 
 
 
 def _clip(named: str, root: Path, videos: dict[str, Path]) -> tuple[str, Path | None]:
-    """(id, file) of the clip a list row names: a relative path that exists under `root` (id: that path
-    without its extension), else an id looked up by file name anywhere under `root`."""
+    """(id, file) of the clip a list row names: a relative path that exists under `root`, else a name looked
+    up anywhere under `root`. The id is the file's path relative to `root` without extension
+    (`videos/x_000001_000011`), so rows naming one file in two ways are one clip; a row whose file is not
+    found keeps the name it gives (without extension)."""
     p = Path(named)
-    cid = p.with_suffix("").as_posix() if p.suffix.lower() in VIDEO_EXTS else p.as_posix()
-    if len(p.parts) > 1 or p.suffix.lower() in VIDEO_EXTS:
-        for cand in ([root / p] if p.suffix else [root / f"{p}{e}" for e in VIDEO_EXTS]):
-            if cand.is_file():
-                return cid, cand
-    return cid, videos.get(Path(cid).name)
+    name_id = p.with_suffix("").as_posix() if p.suffix.lower() in VIDEO_EXTS else p.as_posix()
+    file = _at_path(p, root) or videos.get(Path(name_id).name)
+    return (PurePosixPath(path_id(file, root)).with_suffix("").as_posix() if file else name_id), file
+
+
+def _at_path(p: Path, root: Path) -> Path | None:
+    """The file a row's relative path names under `root` (with or without its extension), if it exists."""
+    if len(p.parts) == 1 and p.suffix.lower() not in VIDEO_EXTS:
+        return None  # a bare name: looked up by name
+    cands = [root / p] if p.suffix.lower() in VIDEO_EXTS else [root / f"{p}{e}" for e in VIDEO_EXTS]
+    return next((c for c in cands if c.is_file()), None)
