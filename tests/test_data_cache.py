@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 
 import numpy as np
 import pytest
 
 from media_fixtures import frames_ramp, tone, write_corrupt, write_video, write_wav
-from mmgap.data.cache import FeatureCache, build_cache, cache_key, carve_val, load_cache
+from mmgap.data import cache
+from mmgap.data.cache import FeatureCache, build_cache, cache_key, carve_val, load_cache, manifest_digest
 from mmgap.data.manifest import Manifest, ManifestRow
 from mmgap.data.protocols import AudioProtocol, Protocol, VisualProtocol
 
@@ -106,6 +108,14 @@ def test_key_follows_file_contents(manifest, tmp_path):
     copy.write_bytes(open(rows[1].video, "rb").read() + b"\0" * 7)
     rows[0].video = str(copy)
     assert cache_key(Manifest("tiny", ["a", "b", "c"], rows), PROTO) != before
+
+
+def test_key_follows_the_decoder_checks(manifest, monkeypatch):
+    before = hashlib.sha256(f"{PROTO.key()}:{manifest_digest(manifest)}".encode()).hexdigest()[:12]
+    key = cache_key(manifest, PROTO)
+    assert key != before  # a cache keyed before the checks existed is not reused: it is rebuilt once
+    monkeypatch.setattr(cache, "CHECKS_VERSION", cache.CHECKS_VERSION + 1)
+    assert cache_key(manifest, PROTO) != key
 
 
 def test_parallel_build_equals_serial(manifest, built, tmp_path):

@@ -3,8 +3,9 @@
 Layout of ``<cache_root>/<protocol.name>-<key>/``: ``audio.npy`` float16 [N, F, T], ``frames.npy`` uint8
 [N, S, H, W, 3], ``labels.npy`` int64 [N], ``split.npy`` int8 [N] (0 train, 1 val, 2 test), optional
 ``imbalanced.npy`` bool [N] and ``visual_tier.npy`` str [N] (embedded only: ground truth), ``meta.json`` (clip ids, class names, protocol, key, counts) and
-``exclusions.csv`` (skipped clips with the reason). The key hashes the protocol and the manifest, so a
-changed parameter or clip list builds a new cache and the same ones reuse it. Built in a temporary folder
+``exclusions.csv`` (skipped clips with the reason). The key hashes the protocol, the manifest and
+`CHECKS_VERSION`, so a changed parameter, clip list or decoder check builds a new cache and the same ones
+reuse it. Built in a temporary folder
 and renamed into place, so an interrupted build never leaves a half-written cache behind.
 """
 
@@ -30,6 +31,11 @@ from mmgap.data.parallel import pmap
 from mmgap.data.protocols import Protocol
 
 CACHE_FORMAT = 1
+# What the decoder checks and featurises, as a version in the cache key: raised when a change makes clips
+# pass or fail differently, so a cache built before it is rebuilt once instead of silently reused.
+# 2: truncated files, empty / non-finite audio, event windows past the end, git-lfs pointers (issue 12);
+#    per-track durations, streamed WAV sizes (its review).
+CHECKS_VERSION = 2
 # Written next to the caches when a build finds nothing usable (removed by the next successful build).
 FAILED_EXCLUSIONS = "exclusions.csv"
 
@@ -144,8 +150,9 @@ def _size(path: str) -> int:
 
 
 def cache_key(manifest: Manifest, protocol: Protocol) -> str:
-    """The cache key: protocol hash + manifest hash."""
-    return hashlib.sha256(f"{protocol.key()}:{manifest_digest(manifest)}".encode()).hexdigest()[:12]
+    """The cache key: protocol hash + manifest hash + the decoder checks' version (`CHECKS_VERSION`)."""
+    text = f"{protocol.key()}:{manifest_digest(manifest)}:checks{CHECKS_VERSION}"
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def carve_val(labels: np.ndarray, split: np.ndarray, val_frac: float, seed: int) -> np.ndarray:
@@ -245,7 +252,8 @@ def build_cache(manifest: Manifest, protocol: Protocol, cache_root: str | Path, 
     write_exclusions(tmp / "exclusions.csv", exclusions)
     counts = {s: int((split == c).sum()) for s, c in SPLIT_CODES.items()}
     meta = {
-        "format": CACHE_FORMAT, "dataset": manifest.dataset, "key": key, "protocol_key": protocol.key(),
+        "format": CACHE_FORMAT, "checks_version": CHECKS_VERSION, "dataset": manifest.dataset, "key": key,
+        "protocol_key": protocol.key(),
         "protocol": protocol.to_dict(), "class_names": manifest.class_names,
         "clip_ids": [r.clip_id for r in rows], "counts": counts, "excluded": len(exclusions),
         "has_imbalanced": has_flags, "has_visual_tier": has_tiers, "seconds": round(time.time() - t0, 1),
