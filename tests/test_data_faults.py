@@ -337,21 +337,38 @@ def test_from_arrays_refuses_non_finite_input():
 
 
 # ---------------------------------------------------------------- 7. CREMA-D actors
+def split_actors(m) -> dict[str, set[str]]:
+    return {s: {crema_d.actor(r.clip_id) for r in m.rows if r.split == s} for s in ("train", "val", "test")}
+
+
 def test_crema_d_random_split_shares_actors_and_the_actor_split_does_not(crema):
     random = crema_d.build_manifest(crema, split_seed=0)
     assert random.counts() == {"train": 14, "val": 0, "test": 2} and crema_d.actors_in_both(random)
-    by_actor = crema_d.build_manifest(crema, split_seed=0, split_by="actor", val_frac=0.25)
-    split_actors = lambda m: {s: {crema_d.actor(r.clip_id) for r in m.rows if r.split == s}  # noqa: E731
-                              for s in ("train", "val", "test")}
-    # 5 actors: ceil(0.1 * 5) = 1 to test, ceil(0.25 * 4) = 1 to val; whole actors, seeded
-    assert split_actors(by_actor) == {"train": {"1001", "1002", "1005"}, "val": {"1004"}, "test": {"1003"}}
-    assert by_actor.counts() == {"train": 10, "val": 3, "test": 3}  # 1005 has 4 listed clips, the others 3
-    assert not crema_d.actors_in_both(by_actor) and not crema_d.actors_in_both(by_actor, "train", "val")
-    other = crema_d.build_manifest(crema, split_seed=3, split_by="actor", val_frac=0.25)
-    assert split_actors(other)["test"] == {"1004"}
+    actors = {crema_d.actor(r.clip_id) for r in random.rows}
+    for seed in range(4):  # whichever actors the seeded draw picks: whole actors, none in two splits
+        by_actor = crema_d.build_manifest(crema, split_seed=seed, split_by="actor", val_frac=0.25)
+        split = split_actors(by_actor)
+        assert split["train"] | split["val"] | split["test"] == actors
+        assert not split["train"] & split["val"] and not split["train"] & split["test"]
+        assert not split["val"] & split["test"]
+        assert len(split["test"]) == 1 and len(split["val"]) == 1  # ceil(0.1 * 5) and ceil(0.25 * 4) actors
+        assert crema_d.build_manifest(crema, split_seed=seed, split_by="actor", val_frac=0.25).rows == by_actor.rows
     c = prepare("crema_d", data_dir=crema, preset="smoke", workers=0, progress=False, split_by="actor",
                 protocol=crema_d_protocol().replace(val_frac=0.25))
     cached = {s: {crema_d.actor(c.clip_ids[i]) for i in c.indices(s)} for s in ("train", "val", "test")}
-    assert cached == {"train": {"1001", "1002"}, "val": {"1004"}, "test": {"1003"}}  # 1005's clips are all faulty
+    expected = split_actors(crema_d.build_manifest(crema, split_seed=0, split_by="actor", val_frac=0.25))
+    assert cached == {s: a - {"1005"} for s, a in expected.items()}  # 1005's clips are all faulty
     with pytest.raises(DataError, match=r"split_by='speaker'; expected one of \('random', 'actor'\)"):
         crema_d.build_manifest(crema, split_by="speaker")
+
+
+def test_crema_d_actor_split_of_91_actors_is_near_9_to_1():
+    stems = [f"{1001 + a}_DFA_{emo}_XX" for a in range(91) for emo in crema_d.CLASS_NAMES]
+    splits = [crema_d._actor_split(stems, 0.1, 0.0, seed) for seed in range(3)]
+    for split in splits:
+        by_actor: dict[str, set[str]] = {}
+        for stem, s in zip(stems, split):
+            by_actor.setdefault(crema_d.actor(stem), set()).add(s)
+        assert all(len(s) == 1 for s in by_actor.values())  # no actor in two splits
+        assert 0.08 <= split.count("test") / len(stems) <= 0.12  # 10 of 91 actors: about 9:1
+    assert splits[0] != splits[1]  # seeded: another seed, another draw

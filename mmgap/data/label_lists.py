@@ -131,11 +131,11 @@ class ClassList:
     explicit: bool = False            # the indices were written in the file (the base is known, not assumed)
     source: str = "the built-in class list"
 
-    def lookup(self, raw: str, integers: bool = True) -> int | None:
-        """The class index of a label given as a name (exact, else ignoring case and `_` vs space) or, with
-        `integers`, as an index counted from `base`; None when it is neither."""
+    def lookup(self, raw: str) -> int | None:
+        """The class index of a label given as a name (exact, else ignoring case and `_` vs space) or as an
+        index counted from `base`; None when it is neither."""
         raw = raw.strip()
-        if integers and raw.isdigit():
+        if raw.isdigit():
             k = int(raw) - self.base
             return k if 0 <= k < len(self.names) else None
         if raw in self.names:
