@@ -32,7 +32,7 @@ LFS_REASON = "git-lfs pointer file, not media: run `git lfs pull` in the dataset
 TRUNCATION_TOLERANCE_S = 0.5
 TRUNCATION_TOLERANCE_FRAC = 0.1
 # A WAV whose data chunk declares at least this many bytes was written by a streaming recorder that never
-# went back to fill in the size (0, 0x7FFFFFFF, 0x7FFFF000 from SoX, 0xFFFFFFFF - 44, ...): its length is unknown.
+# went back to fill in the size (0x7FFFFFFF, SoX's 0x7FFFF000, 0xFFFFFFFF - 44, ...): its length is unknown.
 STREAMED_WAV_SIZE = 0x7F000000
 _TAG_DURATION = re.compile(r"^(\d+):(\d{2}):(\d{2}(?:\.\d*)?)$")
 
@@ -84,7 +84,7 @@ def _track_declared(stream: av.stream.Stream) -> float | None:
     """The track's own declared duration in seconds (a Matroska / WebM `DURATION` tag, else its header's);
     None if the file declares none for this track."""
     tagged = _duration_tag(stream.metadata)
-    if tagged is not None:  # FFmpeg may fill an untimed track's duration with the file's: the tag is the track's
+    if tagged is not None:  # FFmpeg may fill an untimed track's duration with the file's; a tag is its own
         return tagged
     return float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
 
