@@ -65,6 +65,7 @@ def run_all(
     import papermill as pm  # imported here so that ``--help`` is instant
 
     notebooks_dir = notebooks_dir or paths.NOTEBOOKS_DIR
+    os.environ.setdefault("MMGAP_PROGRESS", "text")  # headless kernels: text bars (mmgap.progress)
     out_dir.mkdir(parents=True, exist_ok=True)
     notebooks = find_notebooks(notebooks_dir, only)
     if not notebooks:

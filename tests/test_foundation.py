@@ -153,3 +153,20 @@ def test_paths_work_from_a_subprocess_in_notebooks_folder():
         env={**os.environ, "MMGAP_RUNS_DIR": ""},
     ).stdout.strip()
     assert Path(out) == ROOT / "runs"
+
+
+def test_progress_bars_are_widgets_interactively_and_text_headless(monkeypatch):
+    """ipywidgets is a dependency (tqdm.auto widget bars in JupyterLab); MMGAP_PROGRESS=text forces text bars."""
+    import tqdm.auto
+    import tqdm.std
+
+    from mmgap.progress import progress
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert "ipywidgets" in {_req_name(r) for r in deps} and "ipywidgets" in _env_yml_names()
+    monkeypatch.setenv("MMGAP_PROGRESS", "text")
+    bar = progress(range(3), disable=True)
+    assert type(bar) is tqdm.std.tqdm
+    monkeypatch.setenv("MMGAP_PROGRESS", "auto")
+    bar = progress(range(3), disable=True)
+    assert isinstance(bar, tqdm.auto.tqdm)

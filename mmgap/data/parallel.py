@@ -8,7 +8,7 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
 
 import torch
-from tqdm.auto import tqdm
+from mmgap.progress import progress as progress_bar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -30,7 +30,7 @@ def pmap(fn: Callable[[T], R], items: Iterable[T], total: int, workers: int | No
          chunksize: int | None = None, progress: bool = True) -> Iterator[R]:
     """Yield fn(item) in order, over `workers` processes (None: automatic, 0: serial), with a progress bar."""
     workers = default_workers(total) if workers is None else workers
-    bar: Any = tqdm(total=total, desc=desc, disable=not progress, mininterval=1.0)
+    bar: Any = progress_bar(total=total, desc=desc, disable=not progress, mininterval=1.0)
     try:
         if workers <= 1:
             for item in items:
