@@ -31,7 +31,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
+from mmgap.progress import progress as progress_bar
 
 from mmgap.checkpoint import from_json, load_safe, plain, save_atomic, to_json
 from mmgap.config import Preset
@@ -47,6 +47,8 @@ TIERS = ("clean", "hard", "corrupt")
 """Ground-truth visual tiers of the embedded dataset (mmgap.data.embedded.TIERS), reported per split."""
 GAP_HIST_EDGES: tuple[float, ...] = tuple(float(x) for x in np.linspace(-4.0, 4.0, 41))
 """Fixed bin edges (z-score units) of the per-epoch ĝ histogram; values outside are clipped into the end bins."""
+EVAL_BATCH_FACTOR = 4
+"""Evaluation passes (val/test metrics, the refit's gaps, t-SNE features) use batches this many times larger."""
 CHECKPOINT_VERSION = 1
 RESUME_IGNORED = frozenset({"num_workers"})
 """Settings that may differ between a run and its resumption (they do not change the result)."""
@@ -178,10 +180,19 @@ class Trainer:
 
     # -------------------------------------------------------------------------------------------- data
 
+    def _batch_size(self, train: bool) -> int:
+        """The training batch size, or EVAL_BATCH_FACTOR times it for evaluation passes (no gradients kept).
+
+        Evaluation in eval mode treats every clip on its own, so the batch size changes only the speed:
+        on the CPU at the demo shapes a batch of 256 infers 1.6x faster per clip than one of 64.
+        """
+        b = self.preset.train.batch_size
+        return b if train else EVAL_BATCH_FACTOR * b
+
     def _make_batcher(self, split: str, train: bool, indices: np.ndarray | None, drop_last: bool) -> Any:
         """A TensorBatcher (fast path, tensors in memory) or the per-item DataLoader path."""
         m, t = self.preset.model, self.preset.train
-        kwargs = dict(batch_size=t.batch_size, train=train, num_frames=m.num_frames, image_size=m.image_size,
+        kwargs = dict(batch_size=self._batch_size(train), train=train, num_frames=m.num_frames, image_size=m.image_size,
                       seed=self.seed, drop_last=drop_last, indices=indices)
         if self.fast_path:
             from mmgap.data import TensorBatcher
@@ -212,7 +223,7 @@ class Trainer:
             if self.fast_path and sibling is not None:
                 # Same rows in another mode: share the tensors already in memory instead of a second copy.
                 batcher = copy.copy(sibling)
-                batcher.train, batcher.drop_last = train, drop_last
+                batcher.train, batcher.drop_last, batcher.batch_size = train, drop_last, self._batch_size(train)
             else:
                 batcher = self._make_batcher(split, train, idx, drop_last)
             self._batchers[key] = batcher
@@ -472,7 +483,7 @@ class Trainer:
         n_batches = 0
         batches = self.batches("train", train=True, indices=train_indices)
         desc = f"{self.stage} {e + 1}/{epochs}"
-        for batch in tqdm(batches, desc=desc, leave=False, disable=not self.progress, mininterval=1.0):
+        for batch in progress_bar(batches, desc=desc, leave=False, disable=not self.progress, mininterval=1.0):
             self.optimizer.zero_grad(set_to_none=True)
             loss, parts = strategy.training_step(self, batch, e)
             loss.backward()
