@@ -19,10 +19,21 @@
 # (Section III-A of the paper): $x_i^a$ is a spectrogram-like map $[F, T]$, $x_i^v$ a few RGB frames
 # $[S, H, W, 3]$. The default dataset is the **embedded** one: generated on this machine from a seed, as real
 # MP4 files, ten classes (the digits). Its audio track plays the digit's telephone keypad tone pair (DTMF)
-# in noise; its video shows a handwritten digit scan over clutter. A known fraction of clips has a
-# *degraded* video track (blurred, occluded or nearly empty): for those, only the audio can tell the digit,
-# which makes them **modality-imbalanced** by construction. The ground-truth flag is stored but never shown
-# to training: notebook 03 uses it to grade how well the method finds these clips.
+# in noise: easy and fast to learn, the *dominant* modality. Its video shows a handwritten digit scan, and
+# every clip has a ground-truth **visual tier**:
+#
+# | tier | what the picture shows | can the visual branch learn it? |
+# |---|---|---|
+# | `clean` | a large, contrasted digit drifting over clutter | yes, quickly |
+# | `hard` | a smaller, dark-on-light digit (new features to learn) | yes, but slowly: it is starved when audio already solves the clip |
+# | `corrupt` | no digit, or a digit of a random other class | no: the picture carries no label |
+#
+# This makes the embedded data a small *model organism* of the paper's problem. The `hard` clips are the
+# **optimisation imbalance** every method of the field addresses: a weak modality that could learn, but
+# does not, because the dominant one already satisfies the loss. The `corrupt` clips are *missing
+# information*: nothing can rebalance them (the paper's data purification, notebook 06, is about them).
+# The tier (and `imbalanced = tier != clean`) is stored in the cache but never shown to training: notebooks
+# 03-07 use it to grade how well the mixture finds these clips and to report accuracy per tier.
 
 # %% tags=["parameters"]
 dataset = "embedded"  # str: "embedded" | "crema_d" | "ave" | "kinetics_sounds" | "generic"
@@ -139,8 +150,7 @@ plt.show()
 
 # %% [markdown]
 # Now one clip in detail, decoded again from the raw file (exactly what the cache builder did), with an
-# audio player. For the embedded dataset we show a clean clip and a degraded (imbalanced) clip of the
-# same class side by side.
+# audio player. For the embedded dataset we show one clip of each visual tier, all of the same class.
 
 # %%
 rows_by_id = {r.clip_id: r for r in manifest.rows}
@@ -162,10 +172,11 @@ def show_raw_clip(row: int, title: str):
 
 
 examples = {"a clip": by_class[0]}
-if cache.imbalanced is not None:
-    flags = np.asarray(cache.imbalanced)
+if cache.visual_tier is not None:
+    tiers = np.asarray(cache.visual_tier)
     same = np.asarray(cache.labels) == cache.labels[by_class[0]]
-    examples = {"clean": int(np.flatnonzero(same & ~flags)[0]), "degraded (imbalanced)": int(np.flatnonzero(same & flags)[0])}
+    examples = {tier: int(np.flatnonzero(same & (tiers == tier))[0]) for tier in ("clean", "hard", "corrupt")
+                if np.any(same & (tiers == tier))}
 for name, row in examples.items():
     fig, player = show_raw_clip(row, name)
     plots.save_figure(fig, run / f"clip_{name.split()[0]}.png")
@@ -190,8 +201,9 @@ table_i = pd.DataFrame([{
     "Classes": cache.num_classes,
     "Skipped clips": len(manifest.exclusions),
 }])
-if cache.imbalanced is not None:
-    table_i["Imbalanced (ground truth)"] = f"{np.mean(cache.imbalanced):.0%}"
+if cache.visual_tier is not None:
+    for tier in ("clean", "hard", "corrupt"):
+        table_i[f"Visual tier {tier}"] = f"{np.mean(np.asarray(cache.visual_tier) == tier):.0%}"
 display(table_i)
 csv_path, md_path = results.save_table(table_i, run / "table_i")
 print("saved", csv_path.name, md_path.name)
@@ -227,6 +239,8 @@ metrics = {
     "audio_shape": list(cache.audio.shape[1:]),
     "frames_shape": list(cache.frames.shape[1:]),
     "imbalanced_frac": None if cache.imbalanced is None else float(np.mean(cache.imbalanced)),
+    "visual_tiers": None if cache.visual_tier is None else
+    {t: float(np.mean(np.asarray(cache.visual_tier) == t)) for t in ("clean", "hard", "corrupt")},
     "timings": {"manifest_seconds": t_manifest, "cache_seconds": t_cache,
                 "total_seconds": time.perf_counter() - t_start},
 }
@@ -239,5 +253,5 @@ print("wrote", results.write_metrics(run, metrics))
 # - `-p preset smoke` builds a tiny version in seconds; compare the shapes of the arrays.
 # - Open `data/README.md`, download CREMA-D, and run `-p dataset crema_d -p data_dir /path/to/CREMA-D`:
 #   the same cells show real faces, spectrograms of speech and Table I's CREMA-D row.
-# - Listen to several degraded clips: the audio alone still tells the digit. That is what "the audio
-#   modality dominates these samples" means.
+# - Listen to a `hard` and a `corrupt` clip: the audio alone still tells the digit. That is what "the audio
+#   modality dominates these samples" means; only for the `hard` one could the picture also tell it.

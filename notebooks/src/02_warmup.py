@@ -22,8 +22,17 @@
 #
 # $$\mathcal{L}_{wp} = \mathcal{L}_f + \mathcal{L}_a + \mathcal{L}_v. \qquad (10)$$
 #
-# Both get the same number of epochs, the same optimizer and the same data order. The warm-up checkpoint
-# written here is the starting point of notebooks 03–07.
+# - **Visual only**: the visual encoder and its own linear layer, trained alone on $\mathcal{L}_v$. It answers
+#   the field's diagnostic question: how good can the visual branch get when nothing competes with it?
+#
+# **The imbalance margin** is the visual-only model's accuracy minus the accuracy of the visual branch
+# inside the concat model, both trained for the same epochs (Table II's budget) and selected on validation.
+# A large margin is *optimisation* imbalance: the visual encoder could have learned more, but inside joint
+# training the audio branch satisfied the fused loss first and the visual encoder stopped receiving a useful
+# gradient. This is the problem the paper and every baseline of Table II address.
+#
+# The concat and visual-only runs are the same runs as Table II's rows (notebook 07 reuses them); the
+# warm-up checkpoint written here is the starting point of notebooks 03–07.
 
 # %% tags=["parameters"]
 dataset = "embedded"  # str: "embedded" | "crema_d" | "ave" | "kinetics_sounds" | "generic"
@@ -50,9 +59,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import display
 
-from mmgap import baselines, experiments, paths, plots, results
+from mmgap import experiments, paths, plots, results
 from mmgap.data import prepare
-from mmgap.train import resolve_device, run_warmup, train_baseline
+from mmgap.train import load_history, resolve_device, run_warmup
 
 t_start = time.perf_counter()
 run = paths.run_dir(cfg.name, "02_warmup", f"{dataset}-seed{seed}")
@@ -61,17 +70,24 @@ cache = prepare(dataset, data_dir, cfg, seed)  # built by notebook 01, or built 
 print(f"feature cache: {cache.path.name}, {cache.counts()}")
 
 # %% [markdown]
-# ## 1. The concat baseline (joint cross-entropy only)
+# ## 1. The concat baseline and the visual-only model (Table II's budget)
 #
-# A finished run in the same folder is reused (delete the folder to retrain).
+# Both train for warm-up + adaptive epochs, as every Table II row, and are selected on validation. A finished
+# run with the same settings is reused (notebook 07 shares them).
 
 # %%
 t0 = time.perf_counter()
-concat = train_baseline(cache, cfg, baselines.get("concat"), run / "concat", seed=seed,
-                        epochs=cfg.train.warmup_epochs, device=device)
-t_concat = time.perf_counter() - t0
-print(f"concat: best val acc {concat['val_acc']:.3f} at epoch {concat['best_epoch']}, "
-      f"test acc {concat['test_acc']:.3f} ({t_concat:.0f} s)")
+epochs = experiments.table_ii_epochs(cfg)
+single = {name: experiments.baseline_one(cache, cfg, name, seed, experiments.methods_root(cfg), epochs, device=device)
+          for name in ("concat", "visual_only")}
+failed = {name: r["error"] for name, r in single.items() if r.get("error")}
+if failed:
+    raise RuntimeError(f"training failed: {failed}")
+concat, visual = single["concat"], single["visual_only"]
+concat["history"] = load_history(concat["run_dir"])
+t_single = time.perf_counter() - t0
+print(f"concat: test acc {concat['acc']:.3f} (audio branch {concat['acc_a']:.3f}, visual branch {concat['acc_v']:.3f}); "
+      f"visual only: test acc {visual['acc']:.3f}  ({epochs} epochs each, {t_single:.0f} s)")
 
 # %% [markdown]
 # ## 2. The warm-up (Eq. 10)
@@ -93,7 +109,7 @@ print("warm-up checkpoint:", warm["warmup_ckpt"])
 #
 # Top: the training cross-entropy of the fused prediction and of each modality's logits (Eq. 4), per
 # epoch. Bottom: accuracy on the test split per epoch (shown for insight; checkpoints are selected on the
-# validation split only).
+# validation split only). The concat run trains for Table II's budget, the warm-up for its own epochs.
 #
 # **What to look for** (the paper's Fig. 1): with the concat baseline, one modality's loss falls while the
 # other's stays high: the dominant modality (audio here) is learned first and the fused loss is satisfied
@@ -107,27 +123,54 @@ fig1 = plots.plot_branch_losses(
 )
 plt.show()
 
+# %% [markdown]
+# At the same epoch (the warm-up's last), concat against warm-up:
+
 # %%
-def test_row(name: str, res: dict) -> dict:
-    """Test metrics of the validation-selected epoch, in percent."""
-    return {"method": name, "best epoch": res["best_epoch"], "acc": 100 * res["test_acc"], "macro-F1": 100 * res["test_f1"],
-            "audio acc": 100 * res["test_acc_a"], "visual acc": 100 * res["test_acc_v"]}
+n_warm = cfg.train.warmup_epochs
+last_c = next(r for r in concat["history"] if r["stage_epoch"] == n_warm - 1)  # concat at the same epoch
+last_w = warm["history"][-1]
 
 
-table = pd.DataFrame([test_row("Concat (L_f)", concat), test_row("Warm-up (L_f + L_a + L_v)", warm)]).round(2)
+def test_row(name: str, r: dict) -> dict:
+    """Test metrics of a history row (an epoch), in percent."""
+    return {"method": name, "epoch": r["epoch"] + 1, "acc": 100 * r["test_acc"], "macro-F1": 100 * r["test_f1"],
+            "audio acc": 100 * r["test_acc_a"], "visual acc": 100 * r["test_acc_v"]}
+
+
+table = pd.DataFrame([test_row("Concat (L_f)", last_c), test_row("Warm-up (L_f + L_a + L_v)", last_w)]).round(2)
 display(table)
 print("saved", *[p.name for p in results.save_table(table, run / "table_concat_vs_warmup")])
-
-last_c, last_w = concat["history"][-1], warm["history"][-1]
 gap_c = 100 * (last_c["test_acc_a"] - last_c["test_acc_v"])
 gap_w = 100 * (last_w["test_acc_a"] - last_w["test_acc_v"])
-print(f"audio minus visual test accuracy at the last epoch: concat {gap_c:+.1f} points, warm-up {gap_w:+.1f} points")
-print(f"visual training loss at the last epoch: concat {last_c['train_uni_v']:.3f}, warm-up {last_w['train_uni_v']:.3f} nats")
+print(f"audio minus visual test accuracy at epoch {n_warm}: concat {gap_c:+.1f} points, warm-up {gap_w:+.1f} points")
+print(f"visual training loss at epoch {n_warm}: concat {last_c['train_uni_v']:.3f}, warm-up {last_w['train_uni_v']:.3f} nats")
 
 # %% [markdown]
-# **Reading the numbers.** The printed gap between audio and visual accuracy is this run's measure of
-# modality imbalance. The paper reports gaps of 10–20 points after warm-up; a large gap means many
-# samples are decided by audio alone, which is what notebook 03 quantifies sample by sample.
+# ## 4. The imbalance margin
+#
+# The visual-only model against the visual branch of the concat model, both at their validation-selected
+# epoch after Table II's budget. On the embedded data the accuracy is also split by the ground-truth visual
+# tier (notebook 01): only `clean` and `hard` pictures can be learned; `corrupt` ones stay at chance (10 %).
+
+# %%
+tiers = [t for t in ("clean", "hard", "corrupt") if f"acc_v_{t}" in visual]
+margin_rows = [{"model": name, "visual acc": 100 * r["acc_v"], **{f"visual acc, {t}": 100 * r[f"acc_v_{t}"] for t in tiers}}
+               for name, r in (("Visual only (L_v alone)", visual), ("Visual branch inside concat (L_f)", concat))]
+margin_table = pd.DataFrame(margin_rows).round(2)
+display(margin_table)
+print("saved", *[p.name for p in results.save_table(margin_table, run / "table_imbalance_margin")])
+margin = visual["acc_v"] - concat["acc_v"]
+print(f"imbalance margin: {100 * margin:+.1f} points (visual only {100 * visual['acc_v']:.1f} % "
+      f"- visual branch in concat {100 * concat['acc_v']:.1f} %)")
+
+# %% [markdown]
+# **Reading the numbers.** The imbalance margin says how much the visual encoder *could* learn but does not,
+# inside joint training: a positive margin of several points is optimisation imbalance, and the larger
+# it is, the more a method that rebalances training has to win. A margin near zero would mean the visual
+# branch learns as well jointly as alone, and no rebalancing method could help it. The audio-minus-visual
+# gap after warm-up is the per-branch view of the same problem: the paper reports 10–20 points; a large gap
+# means many samples are decided by audio alone, which is what notebook 03 quantifies sample by sample.
 
 # %%
 metrics = {
@@ -140,14 +183,16 @@ metrics = {
     "config": cfg.to_dict(),
     "cache": cache.path.name,
     "warmup_ckpt": warm["warmup_ckpt"],
-    "concat": {k: concat[k] for k in ("best_epoch", "val_acc", "test_acc", "test_f1", "test_acc_a", "test_acc_v")},
+    "concat": {k: concat[k] for k in ("acc", "f1", "acc_a", "acc_v", "val_acc", *[f"acc_v_{t}" for t in tiers])},
+    "visual_only": {k: visual[k] for k in ("acc", "acc_v", "val_acc", *[f"acc_v_{t}" for t in tiers])},
+    "imbalance_margin": margin,
     "warmup": {k: warm[k] for k in ("best_epoch", "val_acc", "test_acc", "test_f1", "test_acc_a", "test_acc_v")},
     "accuracy": warm["test_acc"],
     "macro_f1": warm["test_f1"],
     "acc_audio": warm["test_acc_a"],
     "acc_visual": warm["test_acc_v"],
-    "audio_minus_visual_last_epoch": {"concat": gap_c / 100, "warmup": gap_w / 100},
-    "timings": {"concat_seconds": t_concat, "warmup_seconds": t_warm, "total_seconds": time.perf_counter() - t_start,
+    "audio_minus_visual_at_warmup_end": {"concat": gap_c / 100, "warmup": gap_w / 100},
+    "timings": {"concat_and_visual_only_seconds": t_single, "warmup_seconds": t_warm, "total_seconds": time.perf_counter() - t_start,
                 **warm["timings"]},
 }
 print("wrote", results.write_metrics(run, metrics))
@@ -158,5 +203,6 @@ print("wrote", results.write_metrics(run, metrics))
 # - `-p seed 1`: how much do the curves move between seeds? (Notebooks 05–07 report mean ± std for this reason.)
 # - `-p preset paper` on a GPU with CREMA-D (`-p dataset crema_d -p data_dir ...`): the paper's setting.
 # - Compare the concat baseline's visual accuracy with the warm-up's: how much does the unimodal loss
-#   $\mathcal{L}_v$ alone buy?
+#   $\mathcal{L}_v$ alone buy? Is the warm-up's visual branch closer to the visual-only model?
+# - Which tier makes the margin: `clean` or `hard`? Which one would you expect a rebalancing method to help?
 # - Open `runs/<preset>/02_warmup/.../metrics.json`: every number printed here is stored there.

@@ -19,18 +19,23 @@
 #
 # $$\hat g_i = (g_i - \mu_g)/\sigma_g, \qquad (7)$$
 #
-# and the paper's hypothesis is that $\{\hat g_i\}$ is **bimodal**: a main peak of balanced samples and a
-# secondary bump of imbalanced ones. A two-component mixture models it,
+# and the paper's hypothesis is that $\{\hat g_i\}$ is **bimodal**: a main peak of balanced samples (near
+# zero in *raw* gap units, $g \approx 0$; after z-scoring it sits below zero, since Eq. 7 subtracts the mean
+# of all gaps) and a secondary bump of imbalanced ones at positive gaps. A two-component mixture models it,
 #
 # $$p(g\mid\Theta) = \pi_0\,\mathcal{N}(g\mid\mu_0,\sigma_0^2) + \pi_1\,\mathcal{N}(g\mid\mu_1,\sigma_1^2), \qquad (8)$$
 #
-# (Gaussian here; Student-t and Laplace components are the alternatives of Table V) with $k=0$ the
-# balanced (heavier) component, and Bayes' rule gives each sample's soft membership:
+# (Gaussian here; Student-t and Laplace components are the alternatives of Table V). The paper calls the
+# balanced component "the primary peak concentrated around zero" and the imbalanced one the peak
+# "deviating from zero": a matter of **location**, so $k=0$ is the component with the smaller mean,
+# whatever its weight ($\pi_1$ may exceed one half on a dataset where most clips are imbalanced).
+# Bayes' rule gives each sample's soft membership:
 #
 # $$w_{i,0} = \frac{\pi_0\,\mathcal{N}(\hat g_i\mid\mu_0,\sigma_0^2)}{\sum_k \pi_k\,\mathcal{N}(\hat g_i\mid\mu_k,\sigma_k^2)}, \qquad w_{i,1} = 1 - w_{i,0}. \qquad (9)$$
 #
-# On the embedded dataset we *know* which clips have a degraded video track, so we can check whether
-# $w_{i,1}$ finds them (AUROC). On a real dataset there is no such flag, and the mixture is all we have.
+# On the embedded dataset we *know* each clip's visual tier (notebook 01: `clean`, `hard`, `corrupt`), so we
+# can check whether $w_{i,1}$ finds the imbalanced ones, `hard` and `corrupt` (AUROC). On a real dataset there
+# is no such ground truth, and the mixture is all we have.
 
 # %% tags=["parameters"]
 dataset = "embedded"  # str: "embedded" | "crema_d" | "ave" | "kinetics_sounds" | "generic"
@@ -76,6 +81,7 @@ run = paths.run_dir(cfg.name, "03_gap_fitting", f"{dataset}-seed{seed}")
 print("results go to", run)
 cache = prepare(dataset, data_dir, cfg, seed)  # built by notebook 01, or built now (printed) when missing
 flags_all = None if cache.imbalanced is None else np.asarray(cache.imbalanced, dtype=bool)
+tiers_all = None if cache.visual_tier is None else np.asarray(cache.visual_tier)
 
 # %% [markdown]
 # ## 1. The warmed-up model's predictions on the training set
@@ -100,6 +106,8 @@ s_a = true_class_prob(out["logit_a"], y).numpy()
 s_v = true_class_prob(out["logit_v"], y).numpy()
 gaps = {kind: compute_gap(kind, out["logit_a"], out["logit_v"], y, dominant=dominant).numpy() for kind in ("prob", "kl")}
 flags = None if flags_all is None else flags_all[rows]
+tiers = None if tiers_all is None else tiers_all[rows]
+truth = tiers if tiers is not None else flags  # what the figures colour by: visual tiers, or flags
 t_gaps = time.perf_counter() - t0
 print(f"{len(rows)} training clips, dominant modality: {dominant} ({t_gaps:.1f} s)")
 print(f"mean true-class probability: audio {s_a.mean():.3f}, visual {s_v.mean():.3f}")
@@ -109,16 +117,14 @@ print(f"mean true-class probability: audio {s_a.mean():.3f}, visual {s_v.mean():
 # the horizontal minus the vertical coordinate, so the diagonal is $g = 0$.
 #
 # **What to look for:** a cloud near the diagonal (balanced clips) and a group in the lower right (audio
-# sure, visual not). On the embedded dataset the degraded clips (red) should sit there.
+# sure, visual not). On the embedded dataset the `corrupt` clips (red) should sit there, and the `hard` ones
+# (orange) with them or on the way to the diagonal, depending on how far the visual branch has learned them.
 
 # %%
 fig, ax = plt.subplots(figsize=(5.2, 5.0))
-if flags is not None:
-    ax.scatter(s_a[~flags], s_v[~flags], s=6, alpha=0.5, color="0.45", label="not degraded")
-    ax.scatter(s_a[flags], s_v[flags], s=6, alpha=0.6, color="C3", label="degraded video (ground truth)")
-    ax.legend(fontsize=8)
-else:
-    ax.scatter(s_a, s_v, s=6, alpha=0.5)
+for mask, label, colour in plots._ground_truth_groups(truth, len(rows)):
+    ax.scatter(s_a[mask], s_v[mask], s=6, alpha=0.55, color=colour, label=label)
+ax.legend(fontsize=8)
 ax.plot([0, 1], [0, 1], ls=":", color="k", lw=1)
 ax.set_xlabel("audio confidence on the true class $s^a_y$ (probability)")
 ax.set_ylabel("visual confidence on the true class $s^v_y$ (probability)")
@@ -132,7 +138,7 @@ plt.show()
 #
 # Both gaps, z-scored (Eq. 7), with the fitted two-component mixture (Eq. 8). The solid blue curve is the
 # balanced component $k=0$, the dashed red one the imbalanced component $k=1$; the black curve is their
-# sum. Bars are split by the ground-truth flag where the dataset has one.
+# sum. Bars are split by the ground-truth visual tier where the dataset has one.
 #
 # **What to look for:** a main peak near zero and a second bump (or heavy right tail) at positive gaps. The
 # paper sees this on CREMA-D after warm-up (its Fig. 3). If the histogram has one peak only, the BIC table
@@ -150,7 +156,7 @@ for kind, g in gaps.items():
 fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.2))
 for ax, kind in zip(axes, ("prob", "kl")):
     unit = "probability difference" if kind == "prob" else "nats"
-    plots.plot_gap_mixture(zs[kind][0], fits[kind], flags=flags, ax=ax,
+    plots.plot_gap_mixture(zs[kind][0], fits[kind], flags=truth, ax=ax,
                            title=f"{kind} gap (Eq. {5 if kind == 'prob' else 6}): raw mean {zs[kind][1]:.3f}, "
                                  f"std {zs[kind][2]:.3f} ({unit})")
 fig.tight_layout()
@@ -162,8 +168,9 @@ plt.show()
 #
 # The Bayesian information criterion $\mathrm{BIC} = -2\log L + p\log N$ trades fit against the number of
 # parameters $p$. $\Delta\mathrm{BIC} = \mathrm{BIC}_1 - \mathrm{BIC}_2 > 10$ is strong evidence for two
-# components. We check every family × gap pair, with the balanced component's weight $\pi_0$ and, on the
-# embedded dataset, the AUROC of $w_1$ against the ground-truth flag (0.5 = chance, 1 = perfect).
+# components. We check every family × gap pair, with the imbalanced component's weight $\pi_1$ and, on the
+# embedded dataset, the AUROC of $w_1$ against the ground truth `imbalanced` = tier ≠ clean (0.5 = chance,
+# 1 = perfect), for Eq. 9 as printed and for its monotone form (section 4).
 
 # %%
 rows_bic = []
@@ -176,13 +183,16 @@ for kind in ("prob", "kl"):
             fit = fit_mixture(g_hat, family, seed=seed)  # deterministic: the same fit as above for cfg's family
             bim = bimodality(g_hat, family, seed=seed)
         w0, w1 = fit.posterior(g_hat)
-        posteriors[(kind, family)] = (w0, w1)
+        _, w1_mono = fit.posterior(g_hat, tail="monotone")
+        posteriors[(kind, family)] = (w0, w1, w1_mono)
         b, i = fit.balanced, fit.imbalanced
+        graded = flags is not None and 0 < flags.sum() < len(flags)
         rows_bic.append({
             "gap": kind, "mixture": family, "BIC 1 comp.": bim["bic1"], "BIC 2 comp.": bim["bic2"],
-            "ΔBIC (1 − 2)": bim["delta"], "π0 (balanced)": fit.weights[b], "μ0 (ẑ)": fit.means[b],
+            "ΔBIC (1 − 2)": bim["delta"], "π1 (imbalanced)": fit.weights[i], "μ0 (ẑ)": fit.means[b],
             "μ1 (ẑ)": fit.means[i], "ambiguous": bool(caught),
-            "AUROC w1": (roc_auc_score(flags, w1) if flags is not None and 0 < flags.sum() < len(flags) else np.nan),
+            "AUROC w1 (Eq. 9)": roc_auc_score(flags, w1) if graded else np.nan,
+            "AUROC w1 (monotone)": roc_auc_score(flags, w1_mono) if graded else np.nan,
         })
 bic_table = pd.DataFrame(rows_bic)
 display(bic_table.round(3))
@@ -190,22 +200,41 @@ print("saved", *[p.name for p in results.save_table(bic_table.round(4), run / "t
 t_fits = time.perf_counter() - t0
 
 # %% [markdown]
-# ## 4. Posteriors (Eq. 9) and how well they find the degraded clips
+# ## 4. Posteriors (Eq. 9) and how well they find the imbalanced clips
 #
-# Left: $w_{i,1}$ against $\hat g_i$: a smooth switch from 0 (balanced) to 1 (imbalanced) where the two
-# components cross. Right (embedded dataset only): the ROC curve of $w_1$ as a detector of degraded clips.
+# Left: $w_{i,1}$ against $\hat g_i$, coloured by visual tier: a switch from 0 (balanced) to 1 (imbalanced)
+# where the two components cross. Right (embedded dataset only): the ROC curve of $w_1$ as a detector of the
+# imbalanced clips.
+#
+# **Look at the far right of the left panel.** With unequal component widths, Eq. 9 is not monotone: when
+# the balanced component is the wider one, its density falls more slowly, so beyond the imbalanced mean it
+# wins again and $w_{i,1}$ *drops* back towards 0. The clips with the very largest gaps, the most
+# imbalanced of all, then get the balanced weight $w_{i,0}$ on the fusion loss and no pull towards $\mu_0$.
+# This is Eq. 9 as printed, and this code base keeps it as the default. The black curve is an option,
+# `posterior="monotone"`: Eq. 9 evaluated at the gap clipped to the interval where it is monotone, so $w_1$
+# is held at its maximum beyond the imbalanced mean (`MixtureFit.posterior(..., tail="monotone")`). Table III
+# (notebook 05) trains with both.
 
 # %%
-w0, w1 = posteriors[("prob", cfg.train.mixture)]
-fig = plots.plot_posteriors(zs["prob"][0], w1, flags, path=run / "posteriors.png")
+w0, w1, w1_mono = posteriors[("prob", cfg.train.mixture)]
+print(f"interval where Eq. 9 is monotone (ẑ units): {fits['prob'].tail_bounds()}")
+fig = plots.plot_posteriors(zs["prob"][0], w1, truth, path=run / "posteriors.png", w1_monotone=w1_mono)
 plt.show()
-auroc = None
+auroc = auroc_mono = None
 if flags is not None and 0 < flags.sum() < len(flags):
-    auroc = float(roc_auc_score(flags, w1))
+    auroc, auroc_mono = float(roc_auc_score(flags, w1)), float(roc_auc_score(flags, w1_mono))
     pred = w1 > 0.5
-    print(f"AUROC of w1 (prob gap, {cfg.train.mixture}): {auroc:.3f}")
-    print(f"clips with w1 > 0.5: {pred.mean():.1%}; of them truly degraded: {flags[pred].mean() if pred.any() else float('nan'):.1%}; "
-          f"degraded clips found: {pred[flags].mean():.1%}")
+    print(f"AUROC of w1 (prob gap, {cfg.train.mixture}): Eq. 9 {auroc:.3f}, monotone {auroc_mono:.3f}")
+    print(f"clips with w1 > 0.5: {pred.mean():.1%}; of them truly imbalanced: "
+          f"{flags[pred].mean() if pred.any() else float('nan'):.1%}; imbalanced clips found: {pred[flags].mean():.1%}")
+    if tiers is not None:
+        by_tier = pd.DataFrame([{"visual tier": t, "clips": int((tiers == t).sum()),
+                                 "mean gap (raw)": float(gaps["prob"][tiers == t].mean()),
+                                 "mean w1 (Eq. 9)": float(w1[tiers == t].mean()),
+                                 "mean w1 (monotone)": float(w1_mono[tiers == t].mean()),
+                                 "share with w1 > 0.5": float((w1[tiers == t] > 0.5).mean())}
+                                for t in ("clean", "hard", "corrupt") if np.any(tiers == t)])
+        display(by_tier.round(3))
 else:
     print("no ground-truth imbalance flags for this dataset: the AUROC is not defined")
 
@@ -215,8 +244,8 @@ else:
 # The clips with the highest $w_{i,1}$ (prob gap), followed by the most balanced one for contrast. For
 # each: its frames, its audio features, the two confidences, and a player.
 #
-# **What to look for:** in the imbalanced clips the digit should be hard or impossible to see, while the
-# tone pair is audible; in the balanced clip both are clear.
+# **What to look for:** in the imbalanced clips the digit should be hard (`hard`) or impossible (`corrupt`) to
+# see, while the tone pair is audible; in the balanced clip both are clear.
 
 # %%
 if dataset == "embedded":
@@ -234,8 +263,8 @@ for rank, j in enumerate(picked):
     m = by_id[cache.clip_ids[row]]
     wave = read_audio(m.audio or m.video, audio_p["sample_rate"], m.start, m.end)
     kind = f"#{rank + 1} most imbalanced" if rank < top_k else "most balanced"
-    truth = "" if flags is None else (", degraded video" if flags[j] else ", clean video")
-    title = (f"{kind}: clip {cache.clip_ids[row]} (label {cache.class_names[cache.labels[row]]}{truth}) "
+    gt = "" if tiers is None else f", {tiers[j]} picture"
+    title = (f"{kind}: clip {cache.clip_ids[row]} (label {cache.class_names[cache.labels[row]]}{gt}) "
              f"w1={w1[j]:.2f}, s^a={s_a[j]:.2f}, s^v={s_v[j]:.2f}")
     fig, player = plots.show_clip(cache.frames[row], cache.audio[row], wave, audio_p["sample_rate"], title=title, hop_s=hop_s,
                                   freq_label="mel bin" if audio_p["features"] in ("logmel", "fbank") else "frequency bin")
@@ -243,7 +272,7 @@ for rank, j in enumerate(picked):
     plt.show()
     display(player)
     shown.append({"clip_id": cache.clip_ids[row], "w1": float(w1[j]), "s_a": float(s_a[j]), "s_v": float(s_v[j]),
-                  "degraded": None if flags is None else bool(flags[j])})
+                  "visual_tier": None if tiers is None else str(tiers[j])})
 
 # %% [markdown]
 # ## 6. Save the gaps and the fits
@@ -253,7 +282,9 @@ for rank, j in enumerate(picked):
 
 # %%
 np.savez(run / "gaps.npz", index=rows, label=y.numpy(), g_prob=gaps["prob"], g_kl=gaps["kl"],
-         s_a=s_a, s_v=s_v, w0=w0, w1=w1, imbalanced=flags if flags is not None else np.zeros(0, bool))
+         s_a=s_a, s_v=s_v, w0=w0, w1=w1, w1_monotone=w1_mono,
+         imbalanced=flags if flags is not None else np.zeros(0, bool),
+         visual_tier=tiers if tiers is not None else np.zeros(0, str))
 bim_main = bic_table[(bic_table["gap"] == "prob") & (bic_table["mixture"] == cfg.train.mixture)].iloc[0]
 metrics = {
     "notebook": "03_gap_fitting",
@@ -272,6 +303,8 @@ metrics = {
             "delta": float(bim_main["ΔBIC (1 − 2)"])},
     "bic_table": bic_table.to_dict("records"),
     "auroc_w1": auroc,
+    "auroc_w1_monotone": auroc_mono,
+    "tail_bounds": list(fits["prob"].tail_bounds()),
     "frac_w1_above_half": float((w1 > 0.5).mean()),
     "most_imbalanced": shown,
     "timings": {"gaps_seconds": t_gaps, "fits_seconds": t_fits, "total_seconds": time.perf_counter() - t_start},
@@ -283,6 +316,8 @@ print("wrote", results.write_metrics(run, metrics))
 #
 # - `-p mixture smm` or `-p mixture lmm`: Student-t components tolerate outliers; Laplace ones are peakier.
 #   Which fits best by BIC? Which gives the highest AUROC? (Table V asks whether it matters for accuracy.)
+# - In the table by tier: which tier does the mixture miss most, `hard` or `corrupt`? Why would a `hard` clip
+#   that the visual branch has already learned look balanced?
 # - Compare the prob and KL rows of the BIC table: the KL gap needs no label, is it as informative?
 # - `-p seed 1`: is the bimodality stable across warm-up seeds?
 # - Train the warm-up for fewer epochs (a smaller preset) and watch the second bump fade: the mixture needs

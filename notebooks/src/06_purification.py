@@ -7,18 +7,21 @@
 # $$w_{i,0} = \frac{\pi_0\, \mathcal{N}(\hat g_i \mid \mu_0, \sigma_0^2)}{\pi_0\, \mathcal{N}(\hat g_i \mid \mu_0, \sigma_0^2)
 #   + \pi_1\, \mathcal{N}(\hat g_i \mid \mu_1, \sigma_1^2)}, \qquad \hat g_i = (g_i - \mu_g)/\sigma_g \;\; \text{(Eq. 7)}.$$
 #
-# If the imbalanced clips (large gap: one modality is poor, here a blurred and dimmed picture) mostly add
-# noise, then simply **dropping them** and fine-tuning with the plain warm-up loss
+# If the imbalanced clips (large gap: one modality is poor) mostly add noise, then simply **dropping them** and fine-tuning with the plain warm-up loss
 # $\mathcal{L}_{wp} = \mathcal{L}_f + \mathcal{L}_a + \mathcal{L}_v$ (Eq. 10) should help, without the adaptive
 # loss at all. The paper (Table VII) finds gains at every threshold $\tau$ on $w_{i,0} \ge \tau$, and a
 # trade-off: a high $\tau$ keeps purer but fewer clips.
 #
-# **The fair baseline.** Fine-tuning trains for more epochs, which alone can raise accuracy. So the baseline
-# row here is *the same warm-up, fine-tuned for the same epochs on 100 % of the data* ($\tau = 0$). The paper's
-# baseline row is the plain concat model instead; ours isolates the effect of the selection.
+# **The control.** Fine-tuning trains for more epochs, which alone can raise accuracy. So the reference row
+# here is a control: *the same warm-up, fine-tuned for the same epochs on 100 % of the data* ($\tau = 0$). The
+# paper's baseline row is the plain concat model instead; ours isolates the effect of the selection.
+#
+# **Which clips go?** On the embedded data we know each clip's visual tier, and the table shows the share of
+# each tier a threshold keeps. Dropping `corrupt` clips removes noise; dropping `hard` clips removes pictures
+# the visual branch could still learn from. Purification cannot tell the two apart: both have large gaps.
 #
 # **What to look for.** How quickly the data fraction falls with $\tau$; whether any $\tau$ beats the 100 %
-# baseline by more than the spread over seeds; where the optimum $\tau$ lies (the paper: 60 % on
+# control by more than the spread over seeds; where the optimum $\tau$ lies (the paper: 60 % on
 # Kinetics-Sounds, lower on CREMA-D).
 
 # %% tags=["parameters"]
@@ -73,7 +76,7 @@ for s, p in warmups.items():
 # %% [markdown]
 # ## Fine-tune on each subset
 # For each seed, one mixture is fitted on the warmed-up model's gaps over the training set, and each
-# threshold keeps the clips with $w_{i,0} \ge \tau$; the baseline keeps them all ($\tau = 0$).
+# threshold keeps the clips with $w_{i,0} \ge \tau$; the control keeps them all ($\tau = 0$).
 
 # %%
 rows = ex.run_purification(cache, cfg, taus=taus, seeds=seeds, device=str(dev), fresh=fresh,
@@ -93,7 +96,7 @@ display(table)
 
 # %% [markdown]
 # ## Accuracy against the threshold
-# Left: test accuracy (mean ± std over seeds) per τ; the band is the 100 % baseline's mean ± std.
+# Left: test accuracy (mean ± std over seeds) per τ; the band is the 100 % control's mean ± std.
 # Right: how much data each threshold keeps.
 
 # %%
@@ -103,7 +106,7 @@ sub = rows[rows["tau"] > 0].assign(acc_pct=lambda d: 100 * d["acc"])
 base = 100 * rows.loc[rows["tau"] == 0, "acc"]
 ax1.axhspan(base.mean() - base.std(ddof=1) if len(base) > 1 else base.mean(),
             base.mean() + base.std(ddof=1) if len(base) > 1 else base.mean(), color="grey", alpha=0.2)
-ax1.axhline(base.mean(), color="grey", ls="--", label="fine-tuned on 100 % (baseline)")
+ax1.axhline(base.mean(), color="grey", ls="--", label="fine-tuned on 100 % (control)")
 sns.lineplot(data=sub, x="tau", y="acc_pct", errorbar="sd", marker="o", ax=ax1, label="fine-tuned on w0 ≥ τ")
 ax1.set_xlabel("threshold τ on w0")
 ax1.set_ylabel("test accuracy (%)")
@@ -118,7 +121,7 @@ plt.show()
 
 # %% [markdown]
 # ## What this run shows
-# Computed from the table: a threshold counts as a gain only when it beats the 100 % baseline by more than
+# Computed from the table: a threshold counts as a gain only when it beats the 100 % control by more than
 # the larger std over seeds.
 
 # %%
