@@ -632,20 +632,20 @@ def run_jobs(
     """
     from concurrent.futures import as_completed
 
-    from tqdm.auto import tqdm
+    from mmgap.progress import progress
 
     if not jobs:
         return []
     path = getattr(cache, "path", None)
     if workers <= 1 or path is None or len(jobs) == 1:
         return [globals()[fn](cache=cache, log=log, **kw)
-                for fn, kw in tqdm(jobs, desc=desc, mininterval=2.0)]
+                for fn, kw in progress(jobs, desc=desc, mininterval=2.0)]
     results: list[Any] = [None] * len(jobs)
     pool = _pool(str(path), workers)
     root = str(paths.runs_root())
     futures = {pool.submit(_call_in_worker, fn, kw, root): i for i, (fn, kw) in enumerate(jobs)}
     try:
-        for fut in tqdm(as_completed(futures), total=len(futures), desc=f"{desc} ({workers} workers)",
+        for fut in progress(as_completed(futures), total=len(futures), desc=f"{desc} ({workers} workers)",
                         mininterval=2.0):
             out, logs = fut.result()
             for line in logs:
