@@ -538,7 +538,7 @@ def purify_one(
     t0 = time.perf_counter()
     try:
         res = finetune(cache, preset, run, warm, tau, seed=seed, epochs=epochs, device=device,
-                       resume=not fresh, progress=False)
+                       resume=not fresh, progress=False, test_every_epoch=False)
     except ValueError as exc:  # fewer kept clips than one batch: report the threshold as empty, go on
         kept = re.search(r"only (\d+) training clips", str(exc))
         if kept is None:
@@ -572,7 +572,7 @@ def baseline_one(
     t0 = time.perf_counter()
     try:
         res = train_baseline(cache, preset, baselines.get(method), run, seed=seed, epochs=epochs,
-                             device=device, resume=not fresh, progress=False)
+                             device=device, resume=not fresh, progress=False, test_every_epoch=False)
     except (FloatingPointError, RuntimeError) as exc:  # one diverging method must not end a long sweep
         log(f"FAILED: {method}, seed {seed}: {type(exc).__name__}: {exc}")
         empty = {m: float("nan") for m in (*METRICS, "val_acc")}

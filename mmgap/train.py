@@ -163,6 +163,9 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] | None = None
         self.interrupt_at_epoch: int | None = None
+        # Test metrics of every epoch feed the course's curves (Fig. 1, 6); sweeps that report only the
+        # val-selected epoch set this False and evaluate the test split only when validation improves.
+        self.test_every_epoch = True
         self._stage_done = False
         nbytes = _cache_nbytes(cache)
         if fast_path is None:
@@ -505,7 +508,8 @@ class Trainer:
         extra = strategy.on_epoch_end(self, e) or {}
         t_eval = time.perf_counter()
         val = self.evaluate("val", strategy)
-        test = self.evaluate("test", strategy)
+        improved = select_on == "last" or self.best is None or val["acc"] > self.best["val"]["acc"]
+        test = self.evaluate("test", strategy) if improved or self.test_every_epoch else {}
         eval_seconds = time.perf_counter() - t_eval
         self.epoch += 1
         self.stage_epoch = e + 1
@@ -516,7 +520,6 @@ class Trainer:
         row.update(lr=float(self.optimizer.param_groups[0]["lr"]), train_seconds=train_seconds,
                    eval_seconds=eval_seconds, seconds=time.perf_counter() - t0)
         row.update(plain(extra))
-        improved = select_on == "last" or self.best is None or val["acc"] > self.best["val"]["acc"]
         row["is_best"] = bool(improved)
         self.history.append(row)
         done = self.stage_epoch >= epochs
@@ -983,11 +986,17 @@ def train_baseline(
     interrupt_at_epoch: int | None = None,
     progress: bool = True,
     return_trainer: bool = False,
+    test_every_epoch: bool = True,
 ) -> dict[str, Any]:
-    """A single-stage method (a baseline Strategy) for `epochs` (default warmup + adaptive epochs); val-selected."""
+    """A single-stage method (a baseline Strategy) for `epochs` (default warmup + adaptive epochs); val-selected.
+
+    ``test_every_epoch=False`` evaluates the test split only at epochs where validation improves (the ones
+    that can be selected): the same result, without per-epoch test curves.
+    """
     n = epochs if epochs is not None else preset.train.warmup_epochs + preset.train.adaptive_epochs
     tr = Trainer(cache, preset, run_dir, seed, device, progress=progress)
     tr.interrupt_at_epoch = interrupt_at_epoch
+    tr.test_every_epoch = test_every_epoch
     stage = getattr(strategy, "name", "baseline")
     _resume_stages(tr, resume, (stage,))
     res = tr.fit(strategy, n, stage)
@@ -1012,6 +1021,7 @@ def finetune(
     dominant: str | None = None,
     resume: bool = True,
     progress: bool = True,
+    test_every_epoch: bool = True,
 ) -> dict[str, Any]:
     """Table VII: from a warm-up checkpoint, fine-tune with the warm-up loss (Eq. 10) on rows with w0 ≥ τ.
 
@@ -1022,6 +1032,7 @@ def finetune(
     t = preset.train
     n = epochs if epochs is not None else t.finetune_epochs
     tr = Trainer(cache, preset, run_dir, seed, device, progress=progress)
+    tr.test_every_epoch = test_every_epoch
     resumed = _resume_stages(tr, resume, ("finetune",))
     if not resumed:
         tr.resume(warmup_ckpt, check_preset="model")

@@ -511,3 +511,25 @@ def test_evaluation_reports_accuracy_per_visual_tier(tmp_path):
         assert m[f"acc_v_{tier}"] == pytest.approx((pred_v == out["label"][mask]).float().mean().item())
         assert m[f"acc_{tier}"] == pytest.approx((pred_f == out["label"][mask]).float().mean().item())
     assert {"test_acc_v_hard", "val_acc_corrupt"} <= tr.history[-1].keys()
+
+
+def test_lazy_test_evaluation_gives_the_same_selected_result(cache, tmp_path, monkeypatch):
+    """test_every_epoch=False: the test split is evaluated only where validation improves; same selected row."""
+    script = {"val": [0.5, 0.7, 0.6, 0.7], "test": [0.9, 0.4, 0.8, 0.95]}
+    calls: list[str] = []
+
+    def fake_eval(self, split, strategy=None):
+        calls.append(split)
+        acc = script[split][self.stage_epoch]
+        return {"acc": acc, "f1": acc, "acc_a": 0.0, "acc_v": 0.0, "loss": 1.0}
+
+    monkeypatch.setattr(Trainer, "evaluate", fake_eval)
+    full = train_baseline(cache, preset(), WarmupStrategy(), tmp_path / "full", seed=0, epochs=4, device="cpu",
+                          progress=False)
+    calls.clear()
+    lazy = train_baseline(cache, preset(), WarmupStrategy(), tmp_path / "lazy", seed=0, epochs=4, device="cpu",
+                          progress=False, test_every_epoch=False)
+    assert calls == ["val", "test", "val", "test", "val", "val"]  # test only at epochs 0 and 1 (improvements)
+    assert (lazy["best_epoch"], lazy["test_acc"]) == (full["best_epoch"], full["test_acc"]) == (1, 0.4)
+    assert ["test_acc" in r for r in lazy["history"]] == [True, True, False, False]
+    assert_same_state(load_safe(tmp_path / "full" / "last.pt")["model"], load_safe(tmp_path / "lazy" / "last.pt")["model"])

@@ -108,8 +108,9 @@ print("warm-up checkpoint:", warm["warmup_ckpt"])
 # ## 3. Branch losses and accuracies (Fig. 1)
 #
 # Top: the training cross-entropy of the fused prediction and of each modality's logits (Eq. 4), per
-# epoch. Bottom: accuracy on the test split per epoch (shown for insight; checkpoints are selected on the
-# validation split only). The concat run trains for Table II's budget, the warm-up for its own epochs.
+# epoch. Bottom: accuracy on the validation split per epoch (the split checkpoints are selected on; the
+# test split is evaluated only at the selectable epochs of Table II's runs). The concat run trains for
+# Table II's budget, the warm-up for its own epochs.
 #
 # **What to look for** (the paper's Fig. 1): with the concat baseline, one modality's loss falls while the
 # other's stays high: the dominant modality (audio here) is learned first and the fused loss is satisfied
@@ -119,12 +120,12 @@ print("warm-up checkpoint:", warm["warmup_ckpt"])
 # %%
 fig1 = plots.plot_branch_losses(
     {"concat baseline (L_f only)": concat["history"], "warm-up (Eq. 10)": warm["history"]},
-    acc_keys=plots.acc_keys("test"), acc_label="test accuracy (%)", path=run / "fig1_branch_losses.png",
+    acc_keys=plots.acc_keys("val"), acc_label="validation accuracy (%)", path=run / "fig1_branch_losses.png",
 )
 plt.show()
 
 # %% [markdown]
-# At the same epoch (the warm-up's last), concat against warm-up:
+# At the same epoch (the warm-up's last), concat against warm-up, on the validation split:
 
 # %%
 n_warm = cfg.train.warmup_epochs
@@ -132,18 +133,18 @@ last_c = next(r for r in concat["history"] if r["stage_epoch"] == n_warm - 1)  #
 last_w = warm["history"][-1]
 
 
-def test_row(name: str, r: dict) -> dict:
-    """Test metrics of a history row (an epoch), in percent."""
-    return {"method": name, "epoch": r["epoch"] + 1, "acc": 100 * r["test_acc"], "macro-F1": 100 * r["test_f1"],
-            "audio acc": 100 * r["test_acc_a"], "visual acc": 100 * r["test_acc_v"]}
+def val_row(name: str, r: dict) -> dict:
+    """Validation metrics of a history row (an epoch), in percent."""
+    return {"method": name, "epoch": r["epoch"] + 1, "acc": 100 * r["val_acc"], "macro-F1": 100 * r["val_f1"],
+            "audio acc": 100 * r["val_acc_a"], "visual acc": 100 * r["val_acc_v"]}
 
 
-table = pd.DataFrame([test_row("Concat (L_f)", last_c), test_row("Warm-up (L_f + L_a + L_v)", last_w)]).round(2)
+table = pd.DataFrame([val_row("Concat (L_f)", last_c), val_row("Warm-up (L_f + L_a + L_v)", last_w)]).round(2)
 display(table)
 print("saved", *[p.name for p in results.save_table(table, run / "table_concat_vs_warmup")])
-gap_c = 100 * (last_c["test_acc_a"] - last_c["test_acc_v"])
-gap_w = 100 * (last_w["test_acc_a"] - last_w["test_acc_v"])
-print(f"audio minus visual test accuracy at epoch {n_warm}: concat {gap_c:+.1f} points, warm-up {gap_w:+.1f} points")
+gap_c = 100 * (last_c["val_acc_a"] - last_c["val_acc_v"])
+gap_w = 100 * (last_w["val_acc_a"] - last_w["val_acc_v"])
+print(f"audio minus visual validation accuracy at epoch {n_warm}: concat {gap_c:+.1f} points, warm-up {gap_w:+.1f} points")
 print(f"visual training loss at epoch {n_warm}: concat {last_c['train_uni_v']:.3f}, warm-up {last_w['train_uni_v']:.3f} nats")
 
 # %% [markdown]
