@@ -24,9 +24,10 @@ tie goes to the more concentrated component (smaller scale), the "peak" of the p
 **The posterior's far tail.** With unequal scales, Eq. (9) as printed is not monotone in the gap: beyond
 the imbalanced mean, the wider component's density eventually dominates again, so when the balanced
 component is the wider one the *most* imbalanced clips get w1 -> 0. ``posterior(..., tail="eq9")`` (the
-default) keeps the paper's formula; ``tail="monotone"`` evaluates Eq. (9) at the gap clipped to the
-interval where it is monotone: w1 is held at its maximum beyond the imbalanced mean, and at its minimum
-beyond the balanced mean on the other side.
+default) keeps the paper's formula; ``tail="monotone"`` makes it monotone in the gap, anchored at the
+balanced mean: above it, w1 is the running maximum of Eq. (9) (so it is held at its maximum beyond the
+imbalanced mean), below it the running minimum. Positive gaps mean the dominant modality is the more
+confident one, so w1 grows to the right whichever component the tie-break named balanced.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class MixtureConvergenceWarning(UserWarning):
 
 
 class AmbiguousBalancedWarning(UserWarning):
-    """The two mixture weights are too close to name the balanced ("primary") component by weight."""
+    """The two mixture means are too close to name the balanced ("primary") component by location."""
 
 
 def _n_params(family: str, k: int) -> int:
@@ -212,42 +213,71 @@ class MixtureFit:
         lp = _log_pdf(self.family, x, self.means, self.scales, self.dof) + np.log(self.weights)
         return lp[..., self.imbalanced] - lp[..., self.balanced]
 
-    def _extreme(self, start: float, direction: float, largest: bool) -> float:
-        """Where w1 peaks (`largest`) or bottoms out walking from `start` in `direction`; +-inf if it never turns."""
-        reach = _TAIL_REACH * float(np.max(self.scales))
-        grid = start + direction * np.linspace(0.0, reach, _TAIL_GRID)
-        odds = self._log_odds(grid)
-        k = int(np.argmax(odds) if largest else np.argmin(odds))
-        if k == _TAIL_GRID - 1:
-            return direction * math.inf
-        if k == 0:
-            return start
-        lo, hi = sorted((grid[k - 1], grid[k + 1]))
-        sign = -1.0 if largest else 1.0
-        res = optimize.minimize_scalar(lambda v: sign * float(self._log_odds(np.array(v))), bounds=(lo, hi),
-                                       method="bounded", options={"xatol": 1e-9})
-        return float(res.x)
+    def _turns(self, direction: float) -> tuple[np.ndarray, np.ndarray]:
+        """Where log(w1/w0) has a local maximum (direction +1, right of mu0) or minimum (-1, left of mu0).
+
+        Returns the positions walking away from mu0, with mu0 itself first, and the log-odds there. A grid
+        of `_TAIL_GRID` points out to `_TAIL_REACH` component scales finds the turns; a bounded 1-D search
+        refines each (the log-odds are smooth for the three families).
+        """
+        mu_b = float(self.means[self.balanced])
+        reach = _TAIL_REACH * float(np.max(self.scales)) + abs(float(self.means[1] - self.means[0]))
+        grid = mu_b + direction * np.linspace(0.0, reach, _TAIL_GRID)
+        odds = direction * self._log_odds(grid)  # walking away from mu0, look for local maxima of this
+        turns = np.flatnonzero((np.diff(odds[:-1]) > 0) & (np.diff(odds[1:]) <= 0)) + 1
+        pos = [mu_b]
+        for k in turns:
+            lo, hi = sorted((grid[k - 1], grid[k + 1]))
+            res = optimize.minimize_scalar(lambda v: -direction * float(self._log_odds(np.array(v))),
+                                           bounds=(lo, hi), method="bounded", options={"xatol": 1e-10})
+            # a Laplace log-odds has its kinks at the component means: a search cannot land on them exactly
+            cands = np.array([res.x, grid[k], *[m for m in self.means if lo <= m <= hi]], dtype=np.float64)
+            pos.append(float(cands[np.argmax(direction * self._log_odds(cands))]))
+        pos_arr = np.asarray(pos)
+        return pos_arr, self._log_odds(pos_arr)
 
     def tail_bounds(self) -> tuple[float, float]:
-        """The interval where Eq. (9) is monotone: (the minimum of w1 beyond mu0, its maximum beyond mu1).
+        """Where Eq. (9) first turns, walking away from mu0: (first minimum of w1 below mu0, first maximum above).
 
-        Ordered as an interval on the gap axis; ``posterior(..., tail="monotone")`` clips gaps to it.
+        +-inf when it never turns. Between the two, Eq. (9) increases with the gap and the monotone form
+        equals it; ``posterior(..., tail="monotone")`` holds w1 beyond them.
         """
-        cached = getattr(self, "_tail_cache", None)
+        left, right = self._monotone_turns()
+        return (float(left[0][1]) if len(left[0]) > 1 else -math.inf,
+                float(right[0][1]) if len(right[0]) > 1 else math.inf)
+
+    def _monotone_turns(self) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        """The local minima left of mu0 and maxima right of it (cached: they depend on the fit only)."""
+        cached = getattr(self, "_turns_cache", None)
         if cached is None:
-            mu_b, mu_i = float(self.means[self.balanced]), float(self.means[self.imbalanced])
-            up = 1.0 if mu_i >= mu_b else -1.0  # the direction in which w1 should grow
-            hi = self._extreme(mu_i, up, largest=True)
-            lo = self._extreme(mu_b, -up, largest=False)
-            cached = (lo, hi) if up > 0 else (hi, lo)
-            object.__setattr__(self, "_tail_cache", cached)
+            cached = (self._turns(-1.0), self._turns(1.0))
+            object.__setattr__(self, "_turns_cache", cached)
         return cached
+
+    def _monotone_log_odds(self, x: np.ndarray) -> np.ndarray:
+        """log(w1/w0) made monotone: its running maximum from mu0 up to x, or running minimum from mu0 down to x.
+
+        Exact: on a piecewise-monotone function, the maximum over [mu0, x] is at x, at mu0 or at a local
+        maximum in between, so it is max(L(x), the largest turn value at or before x) (mirrored on the left).
+        """
+        odds = self._log_odds(x)
+        mu_b = float(self.means[self.balanced])
+        out = odds.copy()
+        for direction, (pos, val) in ((1.0, self._monotone_turns()[1]), (-1.0, self._monotone_turns()[0])):
+            side = x >= mu_b if direction > 0 else x < mu_b
+            if not np.any(side):
+                continue
+            run = np.maximum.accumulate(direction * val)  # best so far, walking away from mu0
+            k = np.searchsorted(direction * pos, direction * x[side], side="right") - 1
+            out[side] = direction * np.maximum(direction * odds[side], run[np.clip(k, 0, None)])
+        return out
 
     def posterior(self, g_hat: Any, tail: str = "eq9") -> tuple[Any, Any]:
         """Posteriors (w0, w1) of the balanced / imbalanced component, Eq. (9); w0 + w1 = 1 (logsumexp).
 
-        ``tail="eq9"``: the paper's formula. ``tail="monotone"``: Eq. (9) at the gap clipped to
-        `tail_bounds()`, so w1 never decreases towards the imbalanced side (see the module docstring).
+        ``tail="eq9"``: the paper's formula. ``tail="monotone"``: w1 never decreases with the gap: walking
+        up from the balanced mean it is held at the largest value Eq. (9) reached so far, walking down at the
+        smallest (see the module docstring); where Eq. (9) already increases, the two agree.
         Accepts numpy, a sequence or a torch tensor of any shape; returns numpy float64 arrays, or for a
         tensor input tensors of its floating dtype (float32 for integer input) on its device.
         """
@@ -255,10 +285,10 @@ class MixtureFit:
             raise ValueError(f"tail={tail!r} is not one of {TAILS}")
         x = _as_array(g_hat)
         if tail == "monotone":
-            x = np.clip(x, *self.tail_bounds())
-        lp = _log_pdf(self.family, x, self.means, self.scales, self.dof) + np.log(self.weights)
-        resp = np.exp(lp - special.logsumexp(lp, axis=-1, keepdims=True))
-        w0 = resp[..., self.balanced]
+            w0 = special.expit(-self._monotone_log_odds(x))
+        else:
+            lp = _log_pdf(self.family, x, self.means, self.scales, self.dof) + np.log(self.weights)
+            w0 = np.exp(lp[..., self.balanced] - special.logsumexp(lp, axis=-1))
         w1 = 1.0 - w0  # exactly complementary, so w0 + w1 == 1 holds to the last bit
         if isinstance(g_hat, torch.Tensor):
             dtype = g_hat.dtype if g_hat.is_floating_point() else torch.float32

@@ -330,3 +330,36 @@ def test_laplace_location_is_a_median_not_a_mean():
     fit = _fit("lmm", x)
     assert fit.means[0] == pytest.approx(math.log(2), abs=0.06)
     assert fit.scales[0] == pytest.approx(np.mean(np.abs(a - np.median(a))), rel=0.03)
+
+
+def _fit_of(family: str, weights, means, scales, balanced: int, dof=(5.0, 5.0)) -> MixtureFit:
+    return MixtureFit(family=family, weights=np.array(weights), means=np.array(means), scales=np.array(scales),
+                      dof=np.array(dof) if family == "smm" else None, loglik=0.0, bic=0.0, n=3,
+                      balanced=balanced, converged=True, n_iter=0)
+
+
+@pytest.mark.parametrize("family", ["gmm", "smm", "lmm"])
+def test_monotone_posterior_grows_with_the_gap_when_the_tie_break_names_the_right_hand_component(family):
+    # Indistinguishable means: the narrow component (slightly to the right) is called balanced. Large positive
+    # gaps belong to the wide one, and the monotone form must keep them imbalanced, as Eq. 9 does.
+    fit = _fit_of(family, [0.5, 0.5], [0.0, 0.05], [2.0, 0.3], balanced=1)
+    grid = np.linspace(-30, 30, 6001)
+    _, w1m = fit.posterior(grid, tail="monotone")
+    assert np.all(np.diff(w1m) >= -1e-12)
+    _, w1 = fit.posterior(np.array([5.0]))
+    _, w1m5 = fit.posterior(np.array([5.0]), tail="monotone")
+    assert w1[0] > 0.9 and w1m5[0] == pytest.approx(w1[0], abs=1e-9)
+
+
+def test_monotone_posterior_holds_the_first_peak_of_a_heavy_tailed_imbalanced_component():
+    # Student-t: the imbalanced component is narrow but heavy-tailed (dof 1.5), the balanced one nearly Gaussian.
+    # Beyond mu1, Eq. 9 first falls (the wide balanced body), then rises again (the heavy tail wins far out).
+    fit = _fit_of("smm", [0.7, 0.3], [0.0, 2.0], [1.0, 0.3], balanced=0, dof=(30.0, 1.5))
+    grid = np.linspace(-40, 40, 8001)
+    _, w1 = fit.posterior(grid)
+    _, w1m = fit.posterior(grid, tail="monotone")
+    beyond = grid > 2.0
+    assert np.min(np.diff(w1[beyond])) < -1e-3  # the artifact is there
+    assert np.all(np.diff(w1m) >= -1e-12)  # and the monotone form has none of it
+    assert np.all((w1m >= w1 - 1e-12)[grid >= 0.0])  # never below Eq. 9 on the imbalanced side
+    np.testing.assert_allclose(w1m[(grid >= 0) & (grid <= 2.0)], w1[(grid >= 0) & (grid <= 2.0)], atol=1e-12)
