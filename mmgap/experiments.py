@@ -33,6 +33,7 @@ import pandas as pd
 
 from mmgap import paths
 from mmgap.config import GAPS, MIXTURES, ConfigError, Preset
+from mmgap.data.manifest import TIERS
 
 TABLES = ("III", "IV", "V", "VI")
 TABLE_TITLES = {
@@ -79,7 +80,6 @@ CONTROL_LABEL = "Control (warm-up loss continued)"
 UNIMODAL = ("audio_only", "visual_only")
 """Reference rows of Table II (one encoder trained alone): not competitors, left out of the verdict."""
 METRICS = ("acc", "f1", "acc_a", "acc_v")
-TIERS = ("clean", "hard", "corrupt")
 TIER_METRICS = tuple(f"{m}_{t}" for m in ("acc_v", "acc") for t in TIERS)
 """Per ground-truth visual tier (embedded data): visual and fused test accuracy of the selected epoch."""
 METRIC_LABELS = {"acc": "Accuracy (%)", "f1": "Macro F1 (%)", "acc_a": "Audio acc. (%)",
@@ -243,11 +243,11 @@ class AdaptiveSetting:
 
     @property
     def key(self) -> str:
-        """A readable folder name, e.g. ``full-sgd-reset-gmm-prob-rho0.95`` (``control-sgd-reset``)."""
+        """A readable folder name, e.g. ``full-sgd-reset-gmm-prob-rho0.95`` (``control-sgd-reset-gmm-prob``)."""
         state = "reset" if self.reset_optimizer else "same"
-        if self.is_control:
-            return f"{CONTROL}-{self.optimizer}-{state}"
         tail = "" if self.posterior == "eq9" else f"-{self.posterior}"
+        if self.is_control:
+            return f"{CONTROL}-{self.optimizer}-{state}-{self.mixture}-{self.gap}{tail}"
         return f"{self.ablation}-{self.optimizer}-{state}-{self.mixture}-{self.gap}-rho{self.rho:g}{tail}"
 
     def preset_overrides(self, adam_lr: float) -> dict[str, Any]:
@@ -266,10 +266,13 @@ POSTERIOR_ROWS = {"monotone": "Full model, monotone posterior (w1 held beyond μ
 def control_setting(base: AdaptiveSetting) -> AdaptiveSetting:
     """The control arm for `base`: same optimizer handling, the warm-up loss instead of Eq. 11.
 
-    Fields the control does not use (mixture, gap, ρ, posterior) are set to the class defaults, so every
-    table, notebook and seed shares one control run per optimizer setting.
+    The control trains without Eq. 11, so ρ is reset (as `setting_preset` resets α, β, γ and the refit
+    cadence): every table, notebook and seed with the same optimizer handling shares one control run. The
+    gap, mixture family and posterior stay: they say how the control's end state is *measured* (π1, μ1),
+    so it is measured like the adaptive arm it is compared with.
     """
-    return AdaptiveSetting(CONTROL, base.optimizer, base.reset_optimizer)
+    return AdaptiveSetting(CONTROL, base.optimizer, base.reset_optimizer, base.mixture, base.gap,
+                           posterior=base.posterior)
 
 
 @dataclass(frozen=True)
@@ -458,8 +461,9 @@ def phenomena_fields(result: Mapping[str, Any]) -> dict[str, Any]:
     for tag, info in (("start", first), ("end", result.get("gaps_end"))):
         if not info or "pi1" not in info:
             continue
-        out.update({f"{tag}_pi1": info["pi1"], f"{tag}_mu0_raw": info["mu0_raw_fit"],
-                    f"{tag}_mu1_raw": info["mu1_raw"], f"{tag}_gap_mean": info["gap_mean"],
+        out.update({f"{tag}_pi1": info["pi1"], f"{tag}_mu0_raw": info["mu0_raw"],
+                    f"{tag}_mu1_raw": info["mu1_raw"], f"{tag}_mu_sep": info["mu1_raw"] - info["mu0_raw"],
+                    f"{tag}_gap_mean": info["gap_mean"],
                     f"{tag}_auroc_w1": info.get("auroc_w1"), f"{tag}_bic_drop": info["bic1"] - info["bic2"]})
         out.update({f"{tag}_gap_mean_{t}": info[f"gap_mean_{t}"] for t in TIERS if f"gap_mean_{t}" in info})
     for tag, summary in (("warm", result.get("warmup_last")), ("last", result.get("last"))):
@@ -732,10 +736,20 @@ def run_ablations(
     return pd.DataFrame(rows)
 
 
+CONTROL_RESET = ("alpha", "beta", "gamma", "refit_every", "gap_source")
+"""Eq. 11's settings a control run never uses: reset to the preset's defaults, so one control serves all."""
+
+
 def setting_preset(preset: Preset, setting: AdaptiveSetting, adam_lr: float | None = None) -> Preset:
     """The preset a setting's run trains with (`preset` with the setting's fields; Adam at `adam_lr`)."""
+    from mmgap.config import get_preset
+
     adam_lr = adam_lr_for(preset) if adam_lr is None else adam_lr
-    return preset.with_overrides(**setting.preset_overrides(adam_lr))
+    run_preset = preset.with_overrides(**setting.preset_overrides(adam_lr))
+    if setting.is_control:
+        defaults = get_preset(preset.name).train
+        run_preset = run_preset.with_overrides(**{f: getattr(defaults, f) for f in CONTROL_RESET})
+    return run_preset
 
 
 def _loss_cfg(run_preset: Preset, setting: AdaptiveSetting) -> Any:
@@ -954,13 +968,12 @@ def phenomena_table(rows: pd.DataFrame, full_key: str, control_key: str) -> pd.D
     if len(seeds) == 0:
         return pd.DataFrame()
     full, ctrl = full.loc[seeds].copy(), ctrl.loc[seeds].copy()
-    for df in (full, ctrl):
-        for tag in ("start", "end"):
-            if f"{tag}_mu1_raw" in df:
-                df[f"{tag}_mu_sep"] = df[f"{tag}_mu1_raw"] - df[f"{tag}_mu0_raw"]
+    same_measure = all(full[c].eq(ctrl[c]).all() for c in ("gap", "mixture", "posterior") if c in full and c in ctrl)
     out = []
     for label, start, end, direction, scale in PHENOMENA:
         if start not in full or end not in full or end not in ctrl or full[start].isna().all():
+            continue
+        if start.startswith("start_") and not same_measure:  # the two arms' mixtures are not comparable
             continue
         s, a, c = (scale * pd.to_numeric(x, errors="coerce") for x in (full[start], full[end], ctrl[end]))
         d = a - c

@@ -191,7 +191,7 @@ def plot_gap_mixture(
 ) -> plt.Figure:
     """Fig. 3: histogram of the gaps with both fitted components (Eq. 8) and their sum; balanced one labelled.
 
-    With ground-truth ``flags`` (embedded dataset) the histogram is split into flagged and unflagged clips.
+    With ground truth (embedded dataset: visual tiers, or bool imbalance flags) the histogram is stacked by group.
     """
     g_hat = np.asarray(g_hat, dtype=float).ravel()
     if ax is None:
@@ -201,7 +201,7 @@ def plot_gap_mixture(
     p = mixture_params(mix)
     edges = np.histogram_bin_edges(g_hat, bins=bins)
     if flags is not None:
-        groups = _ground_truth_groups(flags, g_hat.size)
+        groups = ground_truth_groups(flags, g_hat.size)
         # Densities relative to all clips so that the stacked bars integrate to one like the mixture.
         w = np.full(g_hat.size, 1.0 / (g_hat.size * np.diff(edges)[0]))
         ax.hist([g_hat[m] for m, _, _ in groups], bins=edges, weights=[w[m] for m, _, _ in groups], stacked=True,
@@ -241,7 +241,7 @@ def plot_posteriors(
     ncols = 2 if flags is not None else 1
     fig, axes = plt.subplots(1, ncols, figsize=(5.6 * ncols, 3.9), squeeze=False)
     ax = axes[0, 0]
-    for mask, label, colour in _ground_truth_groups(flags, g_hat.size):
+    for mask, label, colour in ground_truth_groups(flags, g_hat.size):
         ax.scatter(g_hat[mask], w1[mask], s=6, alpha=0.55, color=colour, label=f"{label}: Eq. 9")
     curves = {"Eq. 9": w1}
     if w1_monotone is not None:
@@ -280,7 +280,7 @@ def _imbalanced(flags: np.ndarray) -> np.ndarray:
     return arr != "clean" if arr.dtype.kind in "US" else arr.astype(bool)
 
 
-def _ground_truth_groups(flags: np.ndarray | None, n: int) -> list[tuple[np.ndarray, str, str]]:
+def ground_truth_groups(flags: np.ndarray | None, n: int) -> list[tuple[np.ndarray, str, str]]:
     """(mask, label, colour) per ground-truth group: visual tiers, imbalance flags, or all clips."""
     if flags is None:
         return [(np.ones(n, bool), "all clips", "C0")]

@@ -9,7 +9,8 @@ Conventions (kept by every entry point here):
 - epochs passed to strategy hooks count from 0 within the current stage (λ_t = ρ^epoch starts at the first
   adaptive epoch); `Trainer.epoch` is the global counter over all stages.
 - the best checkpoint of a stage is chosen on VALIDATION accuracy only; the test split is evaluated every
-  epoch for the history but never used for selection.
+  epoch for the history (or, with ``test_every_epoch=False``, only at epochs that could be selected) but
+  never used for selection.
 - CPU runs are bit-identical under a seed, including across an interruption and resume: batch order and
   augmentation come from ``batcher.set_epoch(global epoch)``, strategy randomness from `Trainer.generator`,
   and both (with the global torch RNG) are saved in every checkpoint.
@@ -35,6 +36,7 @@ from mmgap.progress import progress as progress_bar
 
 from mmgap.checkpoint import from_json, load_safe, plain, save_atomic, to_json
 from mmgap.config import Preset
+from mmgap.data.manifest import TIERS
 from mmgap.gap import compute_gap, pick_dominant, unzscore, zscore
 from mmgap.losses import AdaptiveLossConfig, adaptive_loss, warmup_loss
 from mmgap.metrics import MeanAccumulator, accuracy_by_group, evaluate_logits
@@ -43,8 +45,6 @@ from mmgap.models import ModelOutput, build_model
 from mmgap.strategy import Batch, Strategy
 
 SPLITS = ("train", "val", "test")
-TIERS = ("clean", "hard", "corrupt")
-"""Ground-truth visual tiers of the embedded dataset (mmgap.data.embedded.TIERS), reported per split."""
 GAP_HIST_EDGES: tuple[float, ...] = tuple(float(x) for x in np.linspace(-4.0, 4.0, 41))
 """Fixed bin edges (z-score units) of the per-epoch ĝ histogram; values outside are clipped into the end bins."""
 EVAL_BATCH_FACTOR = 4
@@ -641,13 +641,13 @@ class AdaptiveStrategy(Strategy):
             if self._train_gap is not None and self._seen is not None:  # seed the training-step record
                 self._train_gap[idx.to(self._train_gap.device)] = g.to(self._train_gap.device)
                 self._seen[idx.to(self._seen.device)] = True
-        fit, mean, std, w0, w1, info = fit_gaps(g, idx, trainer.cache, self.family, self.seed, self.posterior)
+        *_, w0, w1, info = fit_gaps(g, idx, trainer.cache, self.family, self.seed, self.posterior)
         assert self.w0 is not None and self.w1 is not None
         self.w0[idx.to(self.w0.device)] = torch.as_tensor(w0, dtype=torch.float32).to(self.w0.device)
         self.w1[idx.to(self.w1.device)] = torch.as_tensor(w1, dtype=torch.float32).to(self.w1.device)
-        self.mu0_raw = float(unzscore(fit.balanced_mean, mean, std))  # μ_raw = μ_g + σ_g·μ0 (Eq. 7 inverted)
+        self.mu0_raw = info["mu0_raw"]
         self._mu0_dev = None
-        self.info = {"refit_epoch": epoch, **info, "mu0_raw": self.mu0_raw, "dominant": self.dominant,
+        self.info = {"refit_epoch": epoch, **info, "dominant": self.dominant,
                      "gap_source": "train" if (self.gap_source == "train" and rows_seen) else "eval"}
         self.info["refit_seconds"] = time.perf_counter() - t0
 
@@ -708,7 +708,7 @@ def fit_gaps(
     """Raw gaps of cache rows `idx` -> z-score (Eq. 7) -> mixture (Eq. 8) -> w0, w1 (Eq. 9), with a summary.
 
     Returns ``(fit, mean, std, w0, w1, info)``; `info` holds the fit, BIC of 1 vs 2 components, the
-    ĝ histogram, the location-labelled weight and means in raw units (``pi1``, ``mu0_raw_fit``,
+    ĝ histogram, the location-labelled weight and means in raw units (``pi1``, ``mu0_raw``,
     ``mu1_raw``), and, where the cache has ground truth, the AUROC of w1 and the mean gap and w1 per tier.
     """
     g_hat, mean, std = zscore(g)
@@ -727,7 +727,7 @@ def fit_gaps(
         "mu0": fit.balanced_mean,
         "pi1": float(fit.weights[fit.imbalanced]),
         "mu1_raw": float(unzscore(float(fit.means[fit.imbalanced]), mean, std)),
-        "mu0_raw_fit": float(unzscore(fit.balanced_mean, mean, std)),
+        "mu0_raw": float(unzscore(fit.balanced_mean, mean, std)),  # μ_raw = μ_g + σ_g·μ0 (Eq. 7 inverted)
         "w1_mean": float(w1_np.mean()),
         "frac_imbalanced": float((w1_np > 0.5).mean()),
         "gap_hist": counts.tolist(),
@@ -886,14 +886,22 @@ def run_two_stage(
     strategy = AdaptiveStrategy(cfg, family=t.mixture, refit_every=t.refit_every, seed=seed, gap_source=source,
                                 posterior=t.posterior)
     res = tr.fit(strategy, t.adaptive_epochs, "adaptive", reset_optimizer=t.reset_optimizer)
+    return _second_stage_result(tr, res, cfg.gap, strategy.dominant, seed, return_trainer)
+
+
+def _second_stage_result(tr: Trainer, res: dict[str, Any], gap: str, dominant: str, seed: int,
+                         return_trainer: bool) -> dict[str, Any]:
+    """What `run_two_stage` and `run_control` return: the selected epoch, the warm-up's best and last
+    epochs, the stage's last epoch, the mixture of the last model, history and timings."""
+    t, stage = tr.preset.train, res["stage"]
     result = {
         **_summary(res),
         "warmup": _best_row_summary(tr.history, "warmup"),
         "warmup_last": _last_row_summary(tr.history, "warmup"),
-        "last": _last_row_summary(tr.history, "adaptive"),
-        "gaps_end": gap_snapshot(tr, cfg.gap, t.mixture, strategy.dominant, seed, t.posterior),
+        "last": _last_row_summary(tr.history, stage),
+        "gaps_end": gap_snapshot(tr, gap, t.mixture, dominant, seed, t.posterior),
         "history": tr.history,
-        "timings": {**_stage_timings(tr.history, "warmup"), **_stage_timings(tr.history, "adaptive")},
+        "timings": {**_stage_timings(tr.history, "warmup"), **_stage_timings(tr.history, stage)},
         "run_dir": str(tr.run_dir),
         "seed": seed,
         "device": str(tr.device),
@@ -919,6 +927,7 @@ def run_control(
     seed: int = 0,
     device: str = "auto",
     resume: bool = True,
+    interrupt_at_epoch: int | None = None,
     progress: bool = True,
     return_trainer: bool = False,
 ) -> dict[str, Any]:
@@ -930,24 +939,11 @@ def run_control(
     """
     t = preset.train
     tr = Trainer(cache, preset, run_dir, seed, device, progress=progress)
+    tr.interrupt_at_epoch = interrupt_at_epoch
     if not _resume_stages(tr, resume, ("control",)):
         _start_from_warmup(tr, warmup_ckpt)
     res = tr.fit(WarmupStrategy(), t.adaptive_epochs, "control", reset_optimizer=t.reset_optimizer)
-    result = {
-        **_summary(res),
-        "warmup": _best_row_summary(tr.history, "warmup"),
-        "warmup_last": _last_row_summary(tr.history, "warmup"),
-        "last": _last_row_summary(tr.history, "control"),
-        "gaps_end": gap_snapshot(tr, t.gap, t.mixture, t.dominant, seed, t.posterior),
-        "history": tr.history,
-        "timings": _stage_timings(tr.history, "control"),
-        "run_dir": str(tr.run_dir),
-        "seed": seed,
-        "device": str(tr.device),
-    }
-    if return_trainer:
-        result["trainer"] = tr
-    return result
+    return _second_stage_result(tr, res, t.gap, t.dominant, seed, return_trainer)
 
 
 def load_history(run_dir: str | Path) -> list[dict[str, Any]]:
@@ -1035,8 +1031,7 @@ def finetune(
     tr.test_every_epoch = test_every_epoch
     resumed = _resume_stages(tr, resume, ("finetune",))
     if not resumed:
-        tr.resume(warmup_ckpt, check_preset="model")
-        tr.history = [r for r in tr.history if r["stage"] == "warmup"]
+        _start_from_warmup(tr, warmup_ckpt)
         tr._apply_pending(WarmupStrategy(), same_stage=False, load_optimizer=False)
     else:
         # The subset depends on the warm-up model only: select it with the warm-up weights; fit() then loads
@@ -1045,7 +1040,7 @@ def finetune(
     cfg = AdaptiveLossConfig.from_train_config(t)
     if gap is not None or dominant is not None:
         cfg = dataclasses.replace(cfg, gap=gap or cfg.gap, dominant=dominant or cfg.dominant)
-    sel = AdaptiveStrategy(cfg, family=family or t.mixture, seed=seed)
+    sel = AdaptiveStrategy(cfg, family=family or t.mixture, seed=seed, posterior=t.posterior)
     sel.setup(tr)
     sel.refit(tr, 0)
     assert sel.w0 is not None
@@ -1061,6 +1056,7 @@ def finetune(
     tiers = getattr(cache, "visual_tier", None)
     if tiers is not None:  # ground truth: the share of each visual tier's training clips the threshold keeps
         all_t, kept_t = np.asarray(tiers)[train_rows], np.asarray(tiers)[subset]
-        kept = {f"kept_{t}": float((kept_t == t).sum() / max(1, (all_t == t).sum())) for t in TIERS}
+        kept = {f"kept_{t}": float((kept_t == t).sum() / (all_t == t).sum()) if np.any(all_t == t) else float("nan")
+                for t in TIERS}
     return {**_summary(res), **kept, "tau": tau, "subset_size": int(subset.size), "train_size": int(train_rows.size),
             "mixture": sel.info.get("mixture"), "history": tr.history, "run_dir": str(tr.run_dir), "seed": seed}

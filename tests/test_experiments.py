@@ -38,10 +38,18 @@ def test_plan_has_the_papers_rows_and_shares_the_full_model():
 
 def test_control_setting_ignores_what_the_control_does_not_use():
     base = ex.AdaptiveSetting.from_preset(get_preset("demo"))
-    for other in (ex.AdaptiveSetting(rho=0.8), ex.AdaptiveSetting(gap="kl", mixture="smm", posterior="monotone")):
+    for other in (ex.AdaptiveSetting(rho=0.8), ex.AdaptiveSetting(ablation="no_align")):
         assert ex.control_setting(other) == ex.control_setting(base)  # one control run serves them all
-    assert ex.control_setting(base).key == "control-sgd-reset"
-    assert ex.control_setting(ex.AdaptiveSetting(optimizer="adam", reset_optimizer=False)).key == "control-adam-same"
+    # how the end state is measured (gap, family, posterior) follows the arm it is compared with
+    kl = ex.control_setting(ex.AdaptiveSetting(gap="kl", mixture="smm"))
+    assert (kl.gap, kl.mixture) == ("kl", "smm") and kl != ex.control_setting(base)
+    assert ex.control_setting(base).key == "control-sgd-reset-gmm-prob"
+    assert ex.control_setting(ex.AdaptiveSetting(optimizer="adam", reset_optimizer=False)).key == "control-adam-same-gmm-prob"
+    # Eq. 11's weights and refit cadence do not reach the control's preset: 04 with -p gamma 0 reuses the control
+    demo = get_preset("demo")
+    same = [ex.setting_preset(p, ex.control_setting(base)).to_dict() for p in
+            (demo, demo.with_overrides(gamma=0.0, alpha=2.0, refit_every=3))]
+    assert same[0] == same[1]
 
 
 def test_setting_overrides_give_adam_its_own_rate_and_distinct_keys():
@@ -187,7 +195,7 @@ def test_run_ablations_shares_the_full_model_and_reuses_finished_runs(cache, run
     # both arms record where they end; the adaptive run also where it started (its first refit)
     ctrl = rows[rows["row"] == ex.CONTROL_LABEL].iloc[0]
     first = full.iloc[0]
-    assert ctrl["setting"] == "control-sgd-reset" and math.isnan(ctrl.get("start_pi1", math.nan))
+    assert ctrl["setting"] == "control-sgd-reset-gmm-prob" and math.isnan(ctrl.get("start_pi1", math.nan))
     for r in (first, ctrl):
         assert 0.0 < r["end_pi1"] < 1.0 and r["end_mu1_raw"] >= r["end_mu0_raw"]
         assert 0.0 <= r["last_acc"] <= 1.0 and r["warm_acc"] == first["warm_acc"]  # the same warm-up
@@ -201,11 +209,11 @@ def test_run_ablations_shares_the_full_model_and_reuses_finished_runs(cache, run
 
 def test_phenomena_table_pairs_seeds_and_states_the_verdict():
     def arm(setting: str, seed: int, end_pi1: float, last_hard: float, start: bool) -> dict:
-        row = {"setting": setting, "seed": seed, "end_pi1": end_pi1, "end_mu0_raw": 0.0, "end_mu1_raw": 0.5,
+        row = {"setting": setting, "seed": seed, "end_pi1": end_pi1, "end_mu_sep": 0.5,
                "end_gap_mean": 0.3, "warm_acc_v_hard": 0.2, "last_acc_v_hard": last_hard, "warm_acc_v": 0.5,
                "last_acc_v": 0.55, "warm_acc": 0.8, "last_acc": 0.82}
         if start:
-            row.update(start_pi1=0.4, start_mu0_raw=0.0, start_mu1_raw=0.8, start_gap_mean=0.4)
+            row.update(start_pi1=0.4, start_mu_sep=0.8, start_gap_mean=0.4)
         return row
 
     rows = pd.DataFrame([arm("full", s, 0.30 + 0.01 * s, 0.40 + 0.01 * s, True) for s in range(3)]
@@ -221,6 +229,10 @@ def test_phenomena_table_pairs_seeds_and_states_the_verdict():
     # identical ends: no difference, within the spread
     assert table.loc["visual acc. (%)", "verdict"] == "within the seed spread"
     assert ex.phenomena_table(rows, "full", "other").empty
+    # arms measured with different gaps: their mixtures are not compared, their accuracies still are
+    mixed = rows.assign(gap=["prob"] * 3 + ["kl"] * 3)
+    assert set(ex.phenomena_table(mixed, "full", "ctrl")["quantity"]) == {
+        "visual acc., hard (%)", "visual acc. (%)", "fused acc. (%)"}
 
 
 def test_run_purification_rows(cache, runs):

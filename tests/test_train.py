@@ -533,3 +533,36 @@ def test_lazy_test_evaluation_gives_the_same_selected_result(cache, tmp_path, mo
     assert (lazy["best_epoch"], lazy["test_acc"]) == (full["best_epoch"], full["test_acc"]) == (1, 0.4)
     assert ["test_acc" in r for r in lazy["history"]] == [True, True, False, False]
     assert_same_state(load_safe(tmp_path / "full" / "last.pt")["model"], load_safe(tmp_path / "lazy" / "last.pt")["model"])
+
+
+@pytest.mark.parametrize("keep_state", [False, True])
+def test_control_starts_like_the_adaptive_stage_and_resumes_bit_identically(mech_cache, full_runs, tmp_path,
+                                                                          keep_state):
+    """Same weights, optimizer handling and RNG as continuing the warm-up in memory; an interruption changes nothing."""
+    _, _, full_dir = full_runs(keep_state)
+    p = preset(reset_optimizer=not keep_state)
+    ctrl = run_control(mech_cache, p, tmp_path / "c", full_dir / "warmup.pt", seed=3, device="cpu", progress=False)
+    # reference: the same warm-up trained in memory, then Eq. 10 continued as stage "control"
+    tr = Trainer(mech_cache, p, tmp_path / "ref", seed=3, device="cpu", progress=False)
+    tr.fit(WarmupStrategy(), 2, "warmup")
+    tr.fit(WarmupStrategy(), 2, "control", reset_optimizer=not keep_state)
+    assert strip_timing(tr.history) == strip_timing(ctrl["history"])
+    assert_same_state(tr.model.state_dict(), load_safe(tmp_path / "c" / "last.pt")["model"])
+    with pytest.raises(TrainingInterrupted):
+        run_control(mech_cache, p, tmp_path / "i", full_dir / "warmup.pt", seed=3, device="cpu", progress=False,
+                    interrupt_at_epoch=3)
+    resumed = run_control(mech_cache, p, tmp_path / "i", full_dir / "warmup.pt", seed=3, device="cpu",
+                          progress=False)
+    assert strip_timing(resumed["history"]) == strip_timing(ctrl["history"])
+    assert_same_state(load_safe(tmp_path / "i" / "last.pt")["model"], load_safe(tmp_path / "c" / "last.pt")["model"])
+
+
+def test_evaluation_does_not_depend_on_its_batch_size(cache, tmp_path, monkeypatch):
+    tr = Trainer(cache, preset(), tmp_path / "r", seed=0, device="cpu", progress=False)
+    tr.fit(WarmupStrategy(), 1, "warmup")
+    big = tr.collect_outputs("train")
+    monkeypatch.setattr(train_mod, "EVAL_BATCH_FACTOR", 1)
+    tr._batchers.clear()
+    small = tr.collect_outputs("train")
+    for k in ("fused", "logit_a", "logit_v"):
+        torch.testing.assert_close(big[k], small[k], rtol=1e-5, atol=1e-6)

@@ -29,7 +29,7 @@ import numpy as np
 from scipy import ndimage
 
 from mmgap.config import EmbeddedConfig
-from mmgap.data.manifest import DataError, Manifest, ManifestRow
+from mmgap.data.manifest import TIERS, DataError, Manifest, ManifestRow
 from mmgap.data.parallel import pmap
 
 GENERATOR_VERSION = 4
@@ -37,7 +37,6 @@ CLASS_NAMES = [str(d) for d in range(10)]
 # Standard DTMF keypad frequencies (Hz): low (row) and high (column) tone of each digit.
 DTMF = {1: (697, 1209), 2: (697, 1336), 3: (697, 1477), 4: (770, 1209), 5: (770, 1336), 6: (770, 1477),
         7: (852, 1209), 8: (852, 1336), 9: (852, 1477), 0: (941, 1336)}
-TIERS = ("clean", "hard", "corrupt")
 CORRUPTIONS = ("absent", "foreign")
 
 

@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 SPLITS = ("train", "val", "test")
+TIERS = ("clean", "hard", "corrupt")
+"""Ground-truth visual tiers of the embedded dataset (``ManifestRow.visual_tier``; see mmgap.data.embedded)."""
 SPLIT_CODES = {name: i for i, name in enumerate(SPLITS)}
 README_HINT = "see data/README.md for how to obtain the dataset and the expected layout"
 

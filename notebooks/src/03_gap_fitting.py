@@ -122,7 +122,7 @@ print(f"mean true-class probability: audio {s_a.mean():.3f}, visual {s_v.mean():
 
 # %%
 fig, ax = plt.subplots(figsize=(5.2, 5.0))
-for mask, label, colour in plots._ground_truth_groups(truth, len(rows)):
+for mask, label, colour in plots.ground_truth_groups(truth, len(rows)):
     ax.scatter(s_a[mask], s_v[mask], s=6, alpha=0.55, color=colour, label=label)
 ax.legend(fontsize=8)
 ax.plot([0, 1], [0, 1], ls=":", color="k", lw=1)
@@ -140,7 +140,8 @@ plt.show()
 # balanced component $k=0$, the dashed red one the imbalanced component $k=1$; the black curve is their
 # sum. Bars are split by the ground-truth visual tier where the dataset has one.
 #
-# **What to look for:** a main peak near zero and a second bump (or heavy right tail) at positive gaps. The
+# **What to look for:** a main peak (near zero in raw gap units, so below zero here, after z-scoring) and a
+# second bump (or heavy right tail) to its right, at positive raw gaps. The
 # paper sees this on CREMA-D after warm-up (its Fig. 3). If the histogram has one peak only, the BIC table
 # below says so, and the mixture's split is less meaningful.
 
