@@ -75,7 +75,7 @@ def test_audio_track_is_the_digits_dtmf_pair(tmp_path):
 def test_tiers_render_as_designed():
     """Clean: the own scan, large; hard: smaller, fainter, with distractors; corrupt: no digit or a foreign one."""
     cfg = replace(CFG, n_clips=400, frame_size=24, hard_frac=0.3, corrupt_frac=0.3)
-    design = embedded.DEFAULT_DESIGN
+    design = replace(embedded.DEFAULT_DESIGN, corruptions=("absent", "foreign"), hard_distractors=2)
     plan = embedded._plan(cfg, 0, design)
     _, targets = embedded._digits()
     by_tier = {t: [p for p in plan if p["visual_tier"] == t] for t in embedded.TIERS}

@@ -119,7 +119,7 @@ def test_01_preprocessing(course: SimpleNamespace) -> None:
     m = _metrics(run)
     assert m["num_clips"] == SMOKE_CLIPS and sum(m["counts"].values()) == SMOKE_CLIPS
     assert m["counts"]["val"] > 0 and m["counts"]["test"] > 0 and m["num_classes"] == 10
-    assert m["imbalanced_frac"] == pytest.approx(0.4, abs=0.02)  # smoke: 30 % hard + 10 % corrupt
+    assert m["imbalanced_frac"] == pytest.approx(0.5, abs=0.03)  # smoke: 30 % hard + 20 % corrupt
     assert m["visual_tiers"]["hard"] == pytest.approx(0.3, abs=0.02)
     table = pd.read_csv(run / "table_i.csv")
     assert table.loc[0, "Total"] == SMOKE_CLIPS and table.loc[0, "Classes"] == 10
