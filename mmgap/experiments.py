@@ -415,6 +415,16 @@ def ensure_warmup(
     return Path(res["warmup_ckpt"])
 
 
+def warmup_result(ckpt_path: str | Path) -> dict[str, Any]:
+    """A finished warm-up checkpoint's history, timings and val-selected metrics (``val_acc``, ``test_acc``, ...)."""
+    from mmgap.checkpoint import from_json, load_safe
+    from mmgap.train import _best_row_summary, _stage_timings
+
+    history = from_json(load_safe(ckpt_path)["history"])
+    return {**_best_row_summary(history, "warmup"), "history": history,
+            "timings": _stage_timings(history, "warmup"), "warmup_ckpt": str(ckpt_path)}
+
+
 def warmup_test_acc(ckpt_path: str | Path) -> float | None:
     """Test accuracy of a warm-up checkpoint's validation-selected epoch (the starting point of Table VII)."""
     from mmgap.checkpoint import from_json, load_safe
@@ -517,6 +527,26 @@ def run_adaptive(
            **dataclasses.asdict(setting), **phenomena_fields(res)}
     _save_result(run, row)
     return {**row, "reused": False}
+
+
+def run_arms(
+    cache: Any, preset: Preset, setting: AdaptiveSetting, seed: int, device: str = "auto",
+    adam_lr: float | None = None, workers: int = 1, fresh: bool = False, log: Any = print,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`setting`'s adaptive run and its control (`control_setting`) from one warm-up: (row, control row).
+
+    The shared warm-up is made first (never twice at once); the two arms then train side by side on `workers`
+    processes. Finished runs are reused, as everywhere.
+    """
+    adam_lr = adam_lr_for(preset) if adam_lr is None else adam_lr
+    warm = _warm_preset(preset, setting, adam_lr)
+    calls = [("run_adaptive", {"preset": preset, "setting": s, "seed": seed, "device": device, "adam_lr": adam_lr,
+                               "fresh": fresh}) for s in (setting, control_setting(setting))]
+    todo = [c for c in calls if fresh or not _finished(_adaptive_run_dir(cache, **c[1]))]
+    if todo and not _warmup_ready(cache, warm, seed):
+        run_jobs(cache, _warmup_jobs([(warm, seed)], device), 1, log, desc="warm-up")
+    row, row_c = run_jobs(cache, calls, workers if len(todo) > 1 else 1, log, desc="adaptive and control")
+    return row, row_c
 
 
 def _warm_preset(preset: Preset, setting: AdaptiveSetting, adam_lr: float | None = None) -> Preset:

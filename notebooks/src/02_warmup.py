@@ -61,7 +61,7 @@ from IPython.display import display
 
 from mmgap import experiments, paths, plots, results
 from mmgap.data import prepare
-from mmgap.train import load_history, resolve_device, run_warmup
+from mmgap.train import load_history, resolve_device
 
 t_start = time.perf_counter()
 run = paths.run_dir(cfg.name, "02_warmup", f"{dataset}-seed{seed}")
@@ -70,39 +70,30 @@ cache = prepare(dataset, data_dir, cfg, seed)  # built by notebook 01, or built 
 print(f"feature cache: {cache.path.name}, {cache.counts()}")
 
 # %% [markdown]
-# ## 1. The concat baseline and the visual-only model (Table II's budget)
+# ## 1. Three runs: the concat baseline, the visual-only model and the warm-up (Eq. 10)
 #
-# Both train for warm-up + adaptive epochs, as every Table II row, and are selected on validation. A finished
-# run with the same settings is reused (notebook 07 shares them).
+# Concat and visual-only train for warm-up + adaptive epochs, as every Table II row, and are selected on
+# validation; notebook 07 reuses them. The warm-up trains for its own epochs into the shared folder
+# `runs/<preset>/warmup/...`, where notebooks 03–07 look for it. Finished runs with the same settings are
+# reused; the others train side by side, one per CPU core.
 
 # %%
 t0 = time.perf_counter()
 epochs = experiments.table_ii_epochs(cfg)
-single = {name: experiments.baseline_one(cache, cfg, name, seed, experiments.methods_root(cfg), epochs, device=device)
-          for name in ("concat", "visual_only")}
-failed = {name: r["error"] for name, r in single.items() if r.get("error")}
+jobs = [("ensure_warmup", {"preset": cfg, "seed": seed, "device": device}),
+        *[("baseline_one", {"preset": cfg, "method": name, "seed": seed, "root": experiments.methods_root(cfg),
+                            "epochs": epochs, "device": device}) for name in ("concat", "visual_only")]]
+warm_ckpt, concat, visual = experiments.run_jobs(cache, jobs, experiments.default_workers(device), desc="runs")
+failed = {n: r["error"] for n, r in (("concat", concat), ("visual_only", visual)) if r.get("error")}
 if failed:
     raise RuntimeError(f"training failed: {failed}")
-concat, visual = single["concat"], single["visual_only"]
 concat["history"] = load_history(concat["run_dir"])
-t_single = time.perf_counter() - t0
+warm = experiments.warmup_result(warm_ckpt)
+t_runs = time.perf_counter() - t0
 print(f"concat: test acc {concat['acc']:.3f} (audio branch {concat['acc_a']:.3f}, visual branch {concat['acc_v']:.3f}); "
-      f"visual only: test acc {visual['acc']:.3f}  ({epochs} epochs each, {t_single:.0f} s)")
-
-# %% [markdown]
-# ## 2. The warm-up (Eq. 10)
-#
-# The checkpoint goes to the shared warm-up folder `runs/<preset>/warmup/...`, where notebooks 03–07 look
-# for it (a finished, compatible one is reused).
-
-# %%
-t0 = time.perf_counter()
-warm_dir = experiments.warmup_dir(cfg, cache, seed)
-warm = run_warmup(cache, cfg, warm_dir, seed=seed, device=device)
-t_warm = time.perf_counter() - t0
-print(f"warm-up: best val acc {warm['val_acc']:.3f} at epoch {warm['best_epoch']}, "
-      f"test acc {warm['test_acc']:.3f} ({t_warm:.0f} s)")
-print("warm-up checkpoint:", warm["warmup_ckpt"])
+      f"visual only: test acc {visual['acc']:.3f}  ({epochs} epochs each)")
+print(f"warm-up: best val acc {warm['val_acc']:.3f} at epoch {warm['best_epoch']}, test acc {warm['test_acc']:.3f}")
+print(f"warm-up checkpoint: {warm_ckpt}  (all three ready in {t_runs:.0f} s)")
 
 # %% [markdown]
 # ## 3. Branch losses and accuracies (Fig. 1)
@@ -183,7 +174,7 @@ metrics = {
     "parameters": {"dataset": dataset, "data_dir": data_dir, "preset": preset, "seed": seed, "device": device},
     "config": cfg.to_dict(),
     "cache": cache.path.name,
-    "warmup_ckpt": warm["warmup_ckpt"],
+    "warmup_ckpt": str(warm_ckpt),
     "concat": {k: concat[k] for k in ("acc", "f1", "acc_a", "acc_v", "val_acc", *[f"acc_v_{t}" for t in tiers])},
     "visual_only": {k: visual[k] for k in ("acc", "acc_v", "val_acc", *[f"acc_v_{t}" for t in tiers])},
     "imbalance_margin": margin,
@@ -193,7 +184,7 @@ metrics = {
     "acc_audio": warm["test_acc_a"],
     "acc_visual": warm["test_acc_v"],
     "audio_minus_visual_at_warmup_end": {"concat": gap_c / 100, "warmup": gap_w / 100},
-    "timings": {"concat_and_visual_only_seconds": t_single, "warmup_seconds": t_warm, "total_seconds": time.perf_counter() - t_start,
+    "timings": {"runs_seconds": t_runs, "total_seconds": time.perf_counter() - t_start,
                 **warm["timings"]},
 }
 print("wrote", results.write_metrics(run, metrics))

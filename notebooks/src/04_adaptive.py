@@ -117,8 +117,8 @@ print("figures and tables go to", run)
 
 # %%
 t0 = time.perf_counter()
-row = experiments.run_adaptive(cache, cfg, setting, seed, device=device, adam_lr=adam_lr, progress=True)
-row_c = experiments.run_adaptive(cache, cfg, control, seed, device=device, adam_lr=adam_lr, progress=True)
+row, row_c = experiments.run_arms(cache, cfg, setting, seed, device=device, adam_lr=adam_lr,
+                                  workers=experiments.default_workers(device))
 t_train = time.perf_counter() - t0
 reused = [name for name, r in (("adaptive", row), ("control", row_c)) if r.get("reused")]
 print(f"both arms ready in {t_train:.0f} s" + (f" (reused: {', '.join(reused)})" if reused else ""))
