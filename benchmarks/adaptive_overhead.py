@@ -1,4 +1,8 @@
-"""The adaptive stage's extra work against one of its epochs, at the `demo` preset (issue 7; target < 10 %).
+"""The adaptive stage's extra work against one of its epochs, at the `demo` preset.
+
+Issue 7 set a target of < 10 % of an epoch. The default refit is the paper's procedure, an eval-mode pass over
+the whole training set (issue 10: fidelity is not traded for speed), which costs more than that; the cheaper
+``gap_source="train"`` approximation meets it. Both are measured and reported.
 
 At each refit (every `refit_every` adaptive epochs) the adaptive stage computes the modality gap of every
 training clip (Eq. 5-7) and fits the two-component mixture (Eq. 8-9). This script warms a model up for one
@@ -154,7 +158,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           f"{'(vs epoch+eval)':>16s}  target")
     default = getattr(preset.train, "gap_source", "eval")
     for source, r in sources.items():
-        ok = "ok" if r["overhead_vs_training"] < TARGET else "MISSED"
+        ok = "ok" if r["overhead_vs_training"] < TARGET else "over (kept: the paper's procedure)" \
+            if source == "eval" else "MISSED"
         name = f"{source}*" if source == default else source
         print(f"{name:10s} {r['refit_seconds']:8.3f} {r['train_seconds_per_epoch']:14.3f} "
               f"{100 * r['overhead_vs_training']:8.1f}% {100 * r['overhead_vs_epoch']:15.1f}%  "

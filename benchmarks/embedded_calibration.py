@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--preset", default="demo")
     ap.add_argument("--seeds", type=int, nargs="+", default=None)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--data-dir", default=None, help="where the embedded dataset lives (default: data/embedded)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch intra-op threads (1 is fastest on a shared 2-core machine at the demo sizes)")
     ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     seeds = args.seeds if args.seeds is not None else list(preset.seeds)
     t0 = time.perf_counter()
-    cache = prepare("embedded", preset=preset, progress=False)
+    cache = prepare("embedded", args.data_dir, preset=preset, progress=False)
     print(f"dataset ready in {time.perf_counter() - t0:.1f} s: {cache.counts()} at {cache.path}")
     tiers = np.asarray(cache.visual_tier)[cache.indices("test")]
     print("test clips per tier:", {t: int((tiers == t).sum()) for t in ("clean", "hard", "corrupt")})

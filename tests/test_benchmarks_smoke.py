@@ -208,3 +208,17 @@ def test_demo_walltime_fresh_gives_notebooks_empty_folders(tmp_path, in_process,
     assert os.environ["MMGAP_RUNS_DIR"] == before
     res = json.loads((tmp_path / "benchmarks" / "demo_walltime.json").read_text())
     assert res["fresh"] is True and res["notebooks"]["01_fresh.ipynb"]["status"] == "ok"
+
+
+def test_embedded_calibration_smoke(tmp_path, monkeypatch, capsys):
+    """The calibration script runs end to end at the smoke preset and reports every target with a verdict."""
+    monkeypatch.setenv("MMGAP_RUNS_DIR", str(tmp_path / "runs"))
+    mod = _load("embedded_calibration")
+    summary = mod.main(["--preset", "smoke", "--seeds", "0", "--data-dir", str(tmp_path / "data")])
+    assert set(summary["verdicts"]) == set(mod.TARGETS)
+    assert set(summary["verdicts"].values()) <= {"PASS", "FAIL"}
+    row = summary["rows"][0]
+    assert row["margin"] == pytest.approx(row["vis_only"] - row["concat_acc_v"])
+    assert 0.0 <= row["auroc_w1"] <= 1.0 and np.isfinite(row["bic_drop"]) and 0.0 <= row["vis_only_hard"] <= 1.0
+    assert (tmp_path / "runs" / "benchmarks" / "embedded_calibration.json").is_file()
+    assert "(c) AUROC of w1" in capsys.readouterr().out

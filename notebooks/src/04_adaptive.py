@@ -245,6 +245,11 @@ plt.show()
 # validation-selected epoch and at its last epoch. The phenomena below are judged on this one seed against
 # the control; notebook 05 repeats the comparison over seeds, which is what can tell an effect from seed
 # spread.
+#
+# **Reading π1.** With components labelled by location, $\pi_1$ is the weight of the right-hand component. If
+# the adaptive loss moves the whole distribution left *and* sharpens the balanced peak at zero, that peak can
+# end up holding fewer clips, so $\pi_1$ grows while every gap shrinks. Read it together with $\mu_0$,
+# $\mu_1$ and the mean gap (the table of section 2), and with the tiers: does the `hard` tier's mean gap fall?
 
 # %%
 def test_row(name: str, r: dict, tag: str = "") -> dict:
