@@ -42,7 +42,8 @@ from mmgap.gap import compute_gap, zscore
 from mmgap.losses import AdaptiveLossConfig
 from mmgap.mixture import AmbiguousBalancedWarning, bic_single, fit_mixture
 from mmgap.paths import runs_root
-from mmgap.train import AdaptiveStrategy, Trainer, WarmupStrategy, resolve_device
+from mmgap.method import AdaptiveStrategy, WarmupStrategy
+from mmgap.trainer import Trainer, resolve_device
 
 TARGET = 0.10
 

@@ -41,7 +41,8 @@ from mmgap.config import get_preset
 from mmgap.data import prepare
 from mmgap.gap import compute_gap
 from mmgap.mixture import AmbiguousBalancedWarning
-from mmgap.train import Trainer, WarmupStrategy, fit_gaps, train_baseline
+from mmgap.method import WarmupStrategy, fit_gaps
+from mmgap.trainer import Trainer, train_baseline
 
 CHANCE = 0.10
 TARGETS: dict[str, tuple[str, Any, str]] = {

@@ -37,7 +37,8 @@ from mmgap.data.cache import FeatureCache
 from mmgap.data.features import feature_shape
 from mmgap.data.protocols import CREMA_D
 from mmgap.paths import runs_root
-from mmgap.train import Trainer, WarmupStrategy, resolve_device
+from mmgap.method import WarmupStrategy
+from mmgap.trainer import Trainer, resolve_device
 
 CREMA_D_CLIPS = 6698
 CREMA_D_CLASSES = 6

@@ -49,7 +49,8 @@ from mmgap.data.cache import FeatureCache
 from mmgap.data.features import audio_features, feature_shape
 from mmgap.data.protocols import CREMA_D, Protocol, embedded_protocol
 from mmgap.paths import runs_root
-from mmgap.train import Trainer, WarmupStrategy, resolve_device
+from mmgap.method import WarmupStrategy
+from mmgap.trainer import Trainer, resolve_device
 
 Batch = dict[str, torch.Tensor]
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -49,7 +49,7 @@ def load_safe(path: str | Path, map_location: str | torch.device = "cpu") -> dic
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(
-            f"checkpoint {path} does not exist: train first (e.g. mmgap.train.run_two_stage) or pass the "
+            f"checkpoint {path} does not exist: train first (e.g. mmgap.method.run_two_stage) or pass the "
             "path of an existing .pt file"
         )
     try:

@@ -23,7 +23,7 @@ import seaborn as sns
 from scipy import stats
 
 BRANCH_COLORS = {"fused": "C0", "audio": "C1", "visual": "C2"}
-# Column names of mmgap.train's history rows: training CE per branch (Eq. 4) and accuracy per split.
+# Column names of mmgap.trainer's history rows: training CE per branch (Eq. 4) and accuracy per split.
 DEFAULT_LOSS_KEYS = {"fused": "train_fusion", "audio": "train_uni_a", "visual": "train_uni_v"}
 DEFAULT_ACC_KEYS = {"fused": "val_acc", "audio": "val_acc_a", "visual": "val_acc_v"}
 
@@ -417,7 +417,7 @@ def gap_evolution_from_history(
 ) -> tuple[dict[int, dict[str, np.ndarray]], dict[int, dict[str, Any]]]:
     """Per refit epoch of ``stage``: the gap histogram and the mixture, both converted to RAW gap units.
 
-    mmgap.train stores, at each refit, the histogram of ĝ on fixed z-score bins (``gap_hist``,
+    mmgap.method stores, at each refit, the histogram of ĝ on fixed z-score bins (``gap_hist``,
     ``gap_hist_edges``), the mixture fitted on ĝ (``mixture``) and the z-score's ``gap_mean``, ``gap_std``
     (Eq. 7). Undoing Eq. 7 (g = μ_g + σ_g·ĝ) puts every epoch on one axis, so a distribution that moves
     towards zero is visible (in z-units every epoch would be centred by construction).

@@ -1,5 +1,5 @@
 """Baselines of Table II: each core formula against hand-computed values, the hooks on a tiny model, and a
-smoke run of every method through mmgap.train.train_baseline."""
+smoke run of every method through mmgap.trainer.train_baseline."""
 
 from __future__ import annotations
 
@@ -90,12 +90,12 @@ class FakeTrainer:
         return list(self._batches)
 
     def sgd(self, lr: float = 0.05) -> torch.optim.Optimizer:
-        """The trainer's optimizer (SGD with momentum), built after a strategy's setup as mmgap.train does."""
+        """The trainer's optimizer (SGD with momentum), built after a strategy's setup as mmgap.trainer does."""
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
         return self.optimizer
 
     def step(self, strategy, batch, epoch: int = 0):
-        """One batch exactly as mmgap.train.Trainer._run_epoch runs it; returns (loss, parts)."""
+        """One batch exactly as mmgap.trainer.Trainer._run_epoch runs it; returns (loss, parts)."""
         self.optimizer.zero_grad(set_to_none=True)
         loss, parts = strategy.training_step(self, batch, epoch)
         loss.backward()
@@ -583,7 +583,7 @@ def test_dr_pre_reset_model_is_in_the_history_and_selectable(tmp_path):
     epoch 1's history row evaluated (not the re-initialised one), so selecting that row selects that model;
     resuming from it re-initialises as the uninterrupted run did (bit-identical)."""
     from mmgap.checkpoint import from_json, load_safe
-    from mmgap.train import Trainer, TrainingInterrupted, train_baseline
+    from mmgap.trainer import Trainer, TrainingInterrupted, train_baseline
 
     preset = get_preset("smoke", batch_size=8, lr=0.05, warmup_epochs=2, adaptive_epochs=1, width=2,
                         num_frames=2, image_size=16)
@@ -689,7 +689,7 @@ def test_unimodal_runs_one_encoder_and_has_no_number_for_the_other():
 
 def test_visual_only_reports_its_accuracy_and_tables_show_a_dash(tmp_path):
     from mmgap.results import mean_std_table
-    from mmgap.train import train_baseline
+    from mmgap.trainer import train_baseline
 
     preset = get_preset("smoke", batch_size=8, lr=0.05, warmup_epochs=1, adaptive_epochs=1, width=2,
                         num_frames=2, image_size=16)
@@ -764,7 +764,7 @@ def tiny_cache(n_per_class: int = 12, k: int = 3):
 
 @pytest.mark.parametrize("name", baselines.NAMES)
 def test_every_baseline_trains_through_the_trainer(name, tmp_path):
-    from mmgap.train import train_baseline
+    from mmgap.trainer import train_baseline
 
     preset = get_preset("smoke", batch_size=8, lr=0.05, warmup_epochs=1, adaptive_epochs=1, width=2,
                         num_frames=2, image_size=16)
@@ -795,7 +795,7 @@ def test_every_baseline_trains_through_the_trainer(name, tmp_path):
 @pytest.mark.parametrize("name", ["mla", "opm_ogm", "pmr", "agm", "dr", "g_blending", "visual_only"])
 def test_resume_is_bit_identical(name, tmp_path):
     """An interrupted run resumed from last.pt ends with the same weights as an uninterrupted one."""
-    from mmgap.train import TrainingInterrupted, train_baseline
+    from mmgap.trainer import TrainingInterrupted, train_baseline
 
     preset = get_preset("smoke", batch_size=8, lr=0.05, warmup_epochs=2, adaptive_epochs=1, width=2,
                         num_frames=2, image_size=16)

@@ -181,8 +181,8 @@ def _check_scores(row: dict) -> None:
 
 
 def test_run_ablations_shares_the_full_model_and_reuses_finished_runs(cache, runs, monkeypatch):
-    monkeypatch.setattr(ex, "ABLATION_ROWS", (("full", "Ours (full model)"),))
-    monkeypatch.setattr(ex, "RHOS", (1.0, 0.95))
+    monkeypatch.setattr(ex.settings, "ABLATION_ROWS", (("full", "Ours (full model)"),))
+    monkeypatch.setattr(ex.settings, "RHOS", (1.0, 0.95))
     logs: list[str] = []
     rows = ex.run_ablations(cache, SMOKE, tables=["III", "VI"], seeds=[0], log=logs.append)
     assert list(rows["table"]) == ["III", "III", "III", "VI", "VI"]
@@ -299,12 +299,10 @@ def test_parallel_workers_give_the_serial_results(cache, runs, tmp_path):
 
 
 def test_a_diverging_baseline_leaves_an_empty_row_and_is_retried(cache, runs, monkeypatch):
-    import mmgap.train
-
     def diverge(*args, **kwargs):
         raise FloatingPointError("training loss became nan in pmr epoch 0: lower the learning rate")
 
-    monkeypatch.setattr(mmgap.train, "train_baseline", diverge)
+    monkeypatch.setattr(ex.runs, "train_baseline", diverge)
     logs: list[str] = []
     rows = ex.run_methods(cache, SMOKE, ["pmr"], seeds=[0], log=logs.append)
     row = rows.iloc[0]

@@ -1,12 +1,12 @@
 """The baselines of Table II, each a `mmgap.strategy.Strategy`, selectable by name.
 
     from mmgap import baselines
-    strategy = baselines.get("ogm_ge", alpha=0.8)   # then hand it to mmgap.train.Trainer
+    strategy = baselines.get("ogm_ge", alpha=0.8)   # then hand it to mmgap.trainer.Trainer
 
 `NAMES` lists the baselines in Table II's order (the two unimodal references first, then the paper's rows);
 `LABELS` maps them to the table's row labels; `schedules(epochs)` gives the effective epoch windows and periods
 of the methods that have one (the authors' values as fractions of the run, resolved for ``epochs``). The paper's
-own method is two-stage (warm-up, then the adaptive loss) and is run by `mmgap.train.run_two_stage`, not by a
+own method is two-stage (warm-up, then the adaptive loss) and is run by `mmgap.method.run_two_stage`, not by a
 single strategy: `TWO_STAGE` maps its Table II names to the gap kind (``"ours_prob"`` -> ``gap="prob"``,
 ``"ours_kl"`` -> ``gap="kl"``), and `get` refuses those names with a pointer there.
 
@@ -50,7 +50,7 @@ NAMES: tuple[str, ...] = tuple(_REGISTRY)
 """Baseline names in Table II's order: the unimodal references, then the paper's rows (plus "opm", OPM alone)."""
 
 TWO_STAGE: dict[str, str] = {"ours_prob": "prob", "ours_kl": "kl"}
-"""The paper's method in Table II: name -> the `gap` argument of mmgap.train.run_two_stage."""
+"""The paper's method in Table II: name -> the `gap` argument of mmgap.method.run_two_stage."""
 
 LABELS: dict[str, str] = {
     "audio_only": "Audio only",
@@ -78,7 +78,7 @@ def get(name: str, **kwargs: Any) -> Strategy:
     if key in TWO_STAGE:
         raise ValueError(
             f"{name!r} is the paper's two-stage method, not a single strategy: run it with "
-            f"mmgap.train.run_two_stage(..., gap={TWO_STAGE[key]!r})"
+            f"mmgap.method.run_two_stage(..., gap={TWO_STAGE[key]!r})"
         )
     if key not in _REGISTRY:
         raise ValueError(f"unknown baseline {name!r}; choose one of {', '.join(NAMES)} (or {', '.join(TWO_STAGE)})")

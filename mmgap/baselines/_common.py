@@ -16,7 +16,7 @@ from torch import nn
 
 if TYPE_CHECKING:  # pragma: no cover
     from mmgap.strategy import Batch
-    from mmgap.train import Trainer
+    from mmgap.trainer import Trainer
 
 MODALITIES = ("audio", "visual")
 REFERENCE_EPOCHS = 100
@@ -97,7 +97,7 @@ def device_generator(trainer: "Trainer", device: torch.device | str | None = Non
 
 def total_epochs(trainer: "Trainer") -> int | None:
     """The run's epoch budget: ``trainer.stage_epochs`` when the trainer exposes it, else the preset's
-    warm-up + adaptive epochs (mmgap.train.train_baseline's default budget), else None."""
+    warm-up + adaptive epochs (mmgap.trainer.train_baseline's default budget), else None."""
     for name in ("stage_epochs", "epochs", "num_epochs"):
         value = getattr(trainer, name, None)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:

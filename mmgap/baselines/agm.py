@@ -63,7 +63,7 @@ from mmgap.baselines._common import (
 from mmgap.strategy import Batch, Strategy
 
 if TYPE_CHECKING:  # pragma: no cover
-    from mmgap.train import Trainer
+    from mmgap.trainer import Trainer
 
 P_FLOOR = 1e-8
 EXPONENT_CAP = 10.0

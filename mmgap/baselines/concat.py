@@ -15,7 +15,7 @@ from mmgap.baselines._common import ce, standard_parts
 from mmgap.strategy import Batch, Strategy
 
 if TYPE_CHECKING:  # pragma: no cover
-    from mmgap.train import Trainer
+    from mmgap.trainer import Trainer
 
 
 class ConcatStrategy(Strategy):

@@ -51,7 +51,7 @@ from mmgap.baselines._common import (
 from mmgap.strategy import Batch, Strategy
 
 if TYPE_CHECKING:  # pragma: no cover
-    from mmgap.train import Trainer
+    from mmgap.trainer import Trainer
 
 KMEANS_N_INIT = 10
 KMEANS_SEED = 0

@@ -30,7 +30,7 @@ from mmgap.baselines._common import ce, check_fraction, epochs_of, run_length, s
 from mmgap.strategy import Batch, Strategy
 
 if TYPE_CHECKING:  # pragma: no cover
-    from mmgap.train import Trainer
+    from mmgap.trainer import Trainer
 
 BRANCHES = ("fusion", "audio", "visual")
 EPS = 1e-12

@@ -22,7 +22,7 @@ for a parameter named "module.weight" that does not exist) and divides x̄ᵀ P 
 Inference (``--dynamic``): entropy-weighted fusion per sample, e_m = −Σ_k p^m_k log p^m_k,
 w_m = exp(max_m' e_m' − e_m) / Σ (the more certain modality weighs more), f = w_a l^a + w_v l^v.
 `setup` swaps ``trainer.model.head`` for a `SharedHead` (whose forward is this fusion); the trainer must build
-its optimizer after setup (mmgap.train does), otherwise the new head is added to the existing optimizer.
+its optimizer after setup (mmgap.trainer does), otherwise the new head is added to the existing optimizer.
 
 Defaults and their source: α 0.1 → 0.01 within each epoch (``before_update``); dynamic fusion (the README's
 "MLA (dynamic fusion)" command).
@@ -54,7 +54,7 @@ from mmgap.models import init_weights
 from mmgap.strategy import Batch, Strategy
 
 if TYPE_CHECKING:  # pragma: no cover
-    from mmgap.train import Trainer
+    from mmgap.trainer import Trainer
 
 NORMALIZATIONS = ("spectral", "fro", "none")
 

@@ -10,7 +10,7 @@ their supplementary material is off by default there (``--lam 0``) and not inclu
 
 `setup` swaps ``trainer.model.head`` for a `CosineHead` holding the same initial weights, so the model's own
 forward (evaluation, feature collection) produces cosine logits too. The trainer must build its optimizer
-after `setup` (mmgap.train does); if an optimizer already exists, the new head's weight is added to it.
+after `setup` (mmgap.trainer does); if an optimizer already exists, the new head's weight is added to it.
 
 Deviation (an improvement): evaluation uses the same cosine logits as training. The authors' ``valid`` scores
 the fused prediction with the model's plain linear head output (``out`` of ``fc_out``, with its bias, which
@@ -29,7 +29,7 @@ from mmgap.baselines._common import ce, head_linear, standard_parts
 from mmgap.strategy import Batch, Strategy
 
 if TYPE_CHECKING:  # pragma: no cover
-    from mmgap.train import Trainer
+    from mmgap.trainer import Trainer
 
 
 def cosine_logits(feat: torch.Tensor, weight: torch.Tensor, scale: float) -> torch.Tensor:

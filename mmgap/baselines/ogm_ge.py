@@ -41,7 +41,7 @@ from mmgap.baselines._common import (
 from mmgap.strategy import Batch, Strategy
 
 if TYPE_CHECKING:  # pragma: no cover
-    from mmgap.train import Trainer
+    from mmgap.trainer import Trainer
 
 EPS = 1e-8
 

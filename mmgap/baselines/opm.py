@@ -50,7 +50,7 @@ from mmgap.baselines.ogm_ge import modulate_grads, ogm_coefficients
 from mmgap.strategy import Batch, Strategy
 
 if TYPE_CHECKING:  # pragma: no cover
-    from mmgap.train import Trainer
+    from mmgap.trainer import Trainer
 
 EPS = 1e-5  # guards s_m / s_other and 1 / (1 − θ) against division by zero (deviation 2)
 

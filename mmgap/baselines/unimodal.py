@@ -28,7 +28,7 @@ from mmgap.models import init_weights
 from mmgap.strategy import Batch, Strategy
 
 if TYPE_CHECKING:  # pragma: no cover
-    from mmgap.train import Trainer
+    from mmgap.trainer import Trainer
 
 
 def absent_logits(like: torch.Tensor) -> torch.Tensor:

@@ -1,3 +1,11 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
 # %% [markdown]
 # # 02 · Warm-up: does the fused model learn both modalities?
 #
@@ -61,7 +69,7 @@ from IPython.display import display
 
 from mmgap import experiments, paths, plots, results
 from mmgap.data import prepare
-from mmgap.train import load_history, resolve_device
+from mmgap.trainer import load_history, resolve_device
 
 t_start = time.perf_counter()
 run = paths.run_dir(cfg.name, "02_warmup", f"{dataset}-seed{seed}")
@@ -80,9 +88,10 @@ print(f"feature cache: {cache.path.name}, {cache.counts()}")
 # %%
 t0 = time.perf_counter()
 epochs = experiments.table_ii_epochs(cfg)
-jobs = [("ensure_warmup", {"preset": cfg, "seed": seed, "device": device}),
-        *[("baseline_one", {"preset": cfg, "method": name, "seed": seed, "root": experiments.methods_root(cfg),
-                            "epochs": epochs, "device": device}) for name in ("concat", "visual_only")]]
+root = experiments.methods_root(cfg)
+jobs = [(experiments.ensure_warmup, {"preset": cfg, "seed": seed, "device": device}),
+        *[(experiments.baseline_one, {"preset": cfg, "method": name, "seed": seed, "root": root,
+                                      "epochs": epochs, "device": device}) for name in ("concat", "visual_only")]]
 warm_ckpt, concat, visual = experiments.run_jobs(cache, jobs, experiments.default_workers(device), desc="runs")
 failed = {n: r["error"] for n, r in (("concat", concat), ("visual_only", visual)) if r.get("error")}
 if failed:

@@ -1,3 +1,11 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
 # %% [markdown]
 # # 03 · Which samples are imbalanced? Modality gaps and a two-component mixture
 #
@@ -74,7 +82,7 @@ from mmgap.data.decode import read_audio
 from mmgap.data.prepare import build_dataset_manifest, embedded_root
 from mmgap.gap import compute_gap, pick_dominant, true_class_prob, zscore
 from mmgap.mixture import AmbiguousBalancedWarning, bimodality, fit_mixture
-from mmgap.train import Trainer
+from mmgap.trainer import Trainer
 
 t_start = time.perf_counter()
 run = paths.run_dir(cfg.name, "03_gap_fitting", f"{dataset}-seed{seed}")

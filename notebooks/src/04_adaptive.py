@@ -1,3 +1,11 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
 # %% [markdown]
 # # 04 · Adaptive training: pulling imbalanced samples back (Eq. 11)
 #
@@ -98,7 +106,7 @@ from mmgap import paths, plots, results
 from mmgap.data import prepare
 from mmgap.gap import compute_gap, zscore
 from mmgap.mixture import fit_mixture
-from mmgap.train import load_run
+from mmgap.trainer import load_run
 
 t_start = time.perf_counter()
 cache = prepare(dataset, data_dir, cfg, seed)  # built by notebook 01, or built now (printed) when missing
@@ -237,6 +245,7 @@ fig4 = plots.plot_tsne(features, test_out["label"].numpy(), class_names=cache.cl
                        seed=seed, path=run / "fig4_tsne.png")
 t_tsne = time.perf_counter() - t0
 plt.show()
+
 
 # %% [markdown]
 # ## 5. Results and an honest reading

@@ -1,3 +1,11 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
 # %% [markdown]
 # # 05 · Ablations: which parts of the adaptive loss matter? (Tables III–VI)
 #
@@ -56,6 +64,7 @@ adaptive_epochs = None  # int | None: epochs of the adaptive stage; None: the pr
 adam_lr = None  # float | None: Adam's learning rate in Table IV; None: 0.5 × the preset's SGD rate
 fresh = False  # bool: True: retrain even when a finished run with identical settings exists
 workers = None  # int | None: runs trained at once; None: one per CPU core (at most 4), 1 on a GPU
+
 # %% tags=["validation"]
 # Validate the parameters before any work (papermill does no type checking).
 import json

@@ -1,3 +1,11 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
 # %% [markdown]
 # # 06 · Data purification: fine-tune on the clips the mixture calls balanced (Table VII)
 #
@@ -35,6 +43,7 @@ taus = [0.5, 0.6, 0.7, 0.8, 0.9, 0.95]  # list: thresholds τ on w0 (the paper's
 finetune_epochs = None  # int | None: fine-tuning epochs; None: the preset's
 fresh = False  # bool: True: retrain even when a finished run with identical settings exists
 workers = None  # int | None: runs trained at once; None: one per CPU core (at most 4), 1 on a GPU
+
 # %% tags=["validation"]
 # Validate the parameters before any work (papermill does no type checking).
 import time

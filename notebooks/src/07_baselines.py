@@ -1,3 +1,11 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
 # %% [markdown]
 # # 07 · The comparison: the field's baselines and ours on the same data (Table II)
 #
@@ -45,6 +53,7 @@ device = "auto"  # str: "auto" (CUDA when available, else CPU) | "cpu" | "cuda"
 methods = None  # list | None: Table II methods; None: all (see the table above for the names)
 fresh = False  # bool: True: retrain even when a finished run with identical settings exists
 workers = None  # int | None: runs trained at once; None: one per CPU core (at most 4), 1 on a GPU
+
 # %% tags=["validation"]
 # Validate the parameters before any work (papermill does no type checking).
 import time

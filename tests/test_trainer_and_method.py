@@ -1,4 +1,5 @@
-"""Two-stage trainer: learning, history, checkpoints, bit-identical resume, optimizer reset, posteriors, selection."""
+"""The generic trainer (mmgap.trainer) and the two-stage method (mmgap.method): learning, history,
+checkpoints, bit-identical resume, optimizer reset, posteriors, selection."""
 
 from __future__ import annotations
 
@@ -10,25 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-import mmgap.train as train_mod
+import mmgap.method as method_mod
+import mmgap.trainer as trainer_mod
 from mmgap.checkpoint import CheckpointError, load_safe, save_atomic
 from mmgap.config import get_preset
 from mmgap.data import FeatureCache
 from mmgap.losses import AdaptiveLossConfig
 from mmgap.strategy import Strategy
-from mmgap.train import (
-    AdaptiveStrategy,
-    Trainer,
-    TrainingInterrupted,
-    WarmupStrategy,
-    finetune,
-    load_history,
-    load_run,
-    resolve_device,
-    run_control,
-    run_two_stage,
-    train_baseline,
-)
+from mmgap.method import AdaptiveStrategy, WarmupStrategy, finetune, run_control, run_two_stage
+from mmgap.trainer import Trainer, TrainingInterrupted, load_history, load_run, resolve_device, train_baseline
 
 N_CLASSES = 4
 pytestmark = pytest.mark.filterwarnings("ignore::mmgap.mixture.AmbiguousBalancedWarning")  # tiny data, 2 epochs
@@ -248,13 +239,13 @@ def test_adaptive_posteriors_per_sample(cache, tmp_path, monkeypatch):
     tr.fit(WarmupStrategy(), 3, "warmup")
     strat = AdaptiveStrategy(AdaptiveLossConfig(), family="gmm", refit_every=2, seed=0)
     seen = []
-    real = train_mod.adaptive_loss
+    real = method_mod.adaptive_loss
 
     def spy(out, y, w0, w1, mu0_raw, epoch, cfg):
         seen.append((w0.clone(), w1.clone(), mu0_raw, epoch))
         return real(out, y, w0, w1, mu0_raw, epoch, cfg)
 
-    monkeypatch.setattr(train_mod, "adaptive_loss", spy)
+    monkeypatch.setattr(method_mod, "adaptive_loss", spy)
     batches_seen = []
     orig_step = strat.training_step
 
@@ -561,7 +552,7 @@ def test_evaluation_does_not_depend_on_its_batch_size(cache, tmp_path, monkeypat
     tr = Trainer(cache, preset(), tmp_path / "r", seed=0, device="cpu", progress=False)
     tr.fit(WarmupStrategy(), 1, "warmup")
     big = tr.collect_outputs("train")
-    monkeypatch.setattr(train_mod, "EVAL_BATCH_FACTOR", 1)
+    monkeypatch.setattr(trainer_mod, "EVAL_BATCH_FACTOR", 1)
     tr._batchers.clear()
     small = tr.collect_outputs("train")
     for k in ("fused", "logit_a", "logit_v"):

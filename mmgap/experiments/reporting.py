@@ -1,0 +1,245 @@
+"""From a sweep's rows to what a reader sees: mean ± std tables, plain-language verdicts, a bar chart.
+
+Every comparison is honest about its noise: a difference counts as clear only when it exceeds the
+seed-to-seed spread (or, for the paired comparison with the control, the std of the per-seed differences),
+and a single seed makes no claim.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mmgap.data.manifest import TIERS
+from mmgap.experiments.settings import OURS, UNIMODAL, method_label
+from mmgap.results import format_mean_std, mean_std_table
+
+METRIC_LABELS = {"acc": "Accuracy (%)", "f1": "Macro F1 (%)", "acc_a": "Audio acc. (%)",
+                 "acc_v": "Visual acc. (%)", "acc_v_clean": "Visual acc., clean (%)",
+                 "acc_v_hard": "Visual acc., hard (%)", "acc_v_corrupt": "Visual acc., corrupt (%)"}
+
+
+def table_of(rows: pd.DataFrame, group: str | Sequence[str],
+             metrics: Sequence[str] = ("acc", "f1")) -> pd.DataFrame:
+    """Mean ± std over seeds in percent, one row per group, in the order of the sweep."""
+    cols = [group] if isinstance(group, str) else list(group)
+    return mean_std_table(rows, cols, list(metrics), decimals=2, scale=100.0)
+
+
+def purification_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Table VII: data kept and test accuracy / macro-F1 (%) per threshold, mean ± std over seeds."""
+    data = mean_std_table(rows, ["row"], ["data_pct"], decimals=1)
+    scores = table_of(rows, "row", metrics=("acc", "f1"))
+    table = pd.DataFrame({"w0 threshold": scores["row"], "Data (%)": data["data_pct"],
+                          "Accuracy (%)": scores["acc"], "Macro F1 (%)": scores["f1"]})
+    kept = [c for c in (f"kept_{t}" for t in TIERS) if c in rows and rows[c].notna().any()]
+    if kept:  # ground truth (embedded data): which clips each threshold keeps
+        shares = mean_std_table(rows.assign(**{c: 100.0 * rows[c] for c in kept}), ["row"], kept, decimals=1)
+        for c in kept:
+            table[f"Kept, {c[5:]} (%)"] = shares[c]
+    table["n"] = scores["n"]
+    return table
+
+
+def verdict(rows: pd.DataFrame, ours: Sequence[str] = tuple(OURS),
+            metrics: Sequence[str] = ("acc", "f1")) -> str:
+    """Plain-language comparison of ours against the best baseline per metric, from the per-seed rows.
+
+    A difference counts as clear only when it exceeds the larger of the two stds over seeds: with three seeds
+    a finer test would claim more than the data can carry.
+    """
+    df = rows[~rows["method"].isin(UNIMODAL)].copy()
+    base = df[~df["method"].isin(ours)]
+    mine = df[df["method"].isin(ours)]
+    if mine.empty or base.empty:
+        return "Only one side of the comparison was run (ours or the baselines): no verdict."
+    lines: list[str] = []
+    for metric in metrics:
+        means = df.groupby("method", sort=False)[metric].agg(["mean", "std", "count"])
+        b = means.loc[base["method"].unique()].sort_values("mean", ascending=False)
+        o = means.loc[mine["method"].unique()].sort_values("mean", ascending=False)
+        bo, bb = o.index[0], b.index[0]
+        diff = 100.0 * (o.loc[bo, "mean"] - b.loc[bb, "mean"])
+        spread = 100.0 * max(_nz(o.loc[bo, "std"]), _nz(b.loc[bb, "std"]))
+        name = METRIC_LABELS.get(metric, metric).replace(" (%)", "")
+        mo, mb = 100 * o.loc[bo, "mean"], 100 * b.loc[bb, "mean"]
+        n = int(min(o.loc[bo, "count"], b.loc[bb, "count"]))
+        head = (f"{name} ({n} seed{'s' if n != 1 else ''}): ours at its best, {method_label(bo)}, {mo:.2f} % "
+                f"vs the best baseline, {method_label(bb)}, {mb:.2f} %")
+        if o.loc[bo, "count"] < 2 or b.loc[bb, "count"] < 2:
+            lines.append(f"{head}: difference {diff:+.2f} points from a single seed, so no claim either way.")
+        elif abs(diff) <= spread:
+            lines.append(f"{head}: difference {diff:+.2f} points, within the seed-to-seed spread "
+                         f"({spread:.2f}): a tie.")
+        elif diff > 0:
+            lines.append(f"{head}: ours wins by {diff:.2f} points, more than the seed-to-seed spread "
+                         f"({spread:.2f}).")
+        else:
+            lines.append(f"{head}: ours loses by {-diff:.2f} points, more than the seed-to-seed spread "
+                         f"({spread:.2f}).")
+        beaten = [m for m in b.index if b.loc[m, "mean"] > o.loc[bo, "mean"]]
+        if beaten:
+            names = ", ".join(method_label(m) for m in beaten)
+            lines.append(f"  baselines above ours on {name.lower()}: {names}")
+    return "\n".join(lines)
+
+
+def compare(diff: float, spread: float, n: int) -> str:
+    """'clear' when |diff| exceeds the seed spread (both in points), else 'tie'; 'one seed' for n < 2."""
+    if n < 2:
+        return "one seed"
+    return "tie" if abs(diff) <= spread else "clear"
+
+
+def describe_ablations(rows: pd.DataFrame, full_key: str) -> str:
+    """Per table: each row's accuracy difference from the full model and whether it beats the seed spread."""
+    full = rows[rows["setting"] == full_key].drop_duplicates("seed")["acc"]
+    if full.empty:
+        return "The full model was not among the runs: no comparison."
+    f_mean, f_std = 100 * full.mean(), 100 * _nz(full.std())
+    lines = [f"Full model: test accuracy {format_mean_std(f_mean, 100 * full.std())} % "
+             f"over {len(full)} seed(s)."]
+    warm = pd.to_numeric(rows[rows["setting"] == full_key].drop_duplicates("seed").get("warmup_acc"),
+                         errors="coerce").dropna() if "warmup_acc" in rows else pd.Series(dtype=float)
+    if len(warm):
+        lines.append(f"Its warm-up alone (Eq. 10, before the adaptive stage): "
+                     f"{format_mean_std(100 * warm.mean(), 100 * warm.std())} %.")
+    for table in dict.fromkeys(rows["table"]):
+        part = rows[rows["table"] == table]
+        stats = part.groupby("row", sort=False).agg(setting=("setting", "first"), mean=("acc", "mean"),
+                                                   std=("acc", "std"), n=("acc", "size"))
+        lines.append(f"Table {table}:")
+        best = stats["mean"].idxmax()
+        for label, st in stats.iterrows():
+            if st["setting"] == full_key:
+                continue
+            diff, spread = 100 * (st["mean"] - full.mean()), max(100 * _nz(st["std"]), f_std)
+            kind = compare(diff, spread, int(min(st["n"], len(full))))
+            word = {"tie": "within the seed spread", "one seed": "one seed only, no claim",
+                    "clear": "better than the full model" if diff > 0 else "worse than the full model"}[kind]
+            lines.append(f"  {label}: {100 * st['mean']:.2f} % ({diff:+.2f} points, {word})")
+        top = stats[stats["mean"] == stats["mean"].max()]
+        if len(top) > 1:
+            lines.append(f"  best rows (tied): {', '.join(map(str, top.index))}")
+        else:
+            is_full = stats.loc[best, "setting"] == full_key
+            which = " (the full model)" if is_full else " (not the full model)"
+            lines.append(f"  best row: {best}{which}")
+    return "\n".join(lines)
+
+
+PHENOMENA: tuple[tuple[str, str, str, str, float], ...] = (
+    # (label, start column, end column, direction the paper expects, display scale)
+    ("π1, imbalanced weight", "start_pi1", "end_pi1", "down", 1.0),
+    ("μ1, raw gap", "start_mu1_raw", "end_mu1_raw", "down", 1.0),
+    ("μ1 − μ0, raw gap", "start_mu_sep", "end_mu_sep", "down", 1.0),
+    ("mean gap, raw", "start_gap_mean", "end_gap_mean", "down", 1.0),
+    ("visual acc., hard (%)", "warm_acc_v_hard", "last_acc_v_hard", "up", 100.0),
+    ("visual acc. (%)", "warm_acc_v", "last_acc_v", "up", 100.0),
+    ("fused acc. (%)", "warm_acc", "last_acc", "up", 100.0),
+)
+"""What notebook 04 checks on one seed and 05 over seeds: the mixture fitted on the last model (location-
+labelled components) and the test accuracy of the last epoch, against the warm-up's and the control's."""
+
+
+def phenomena_table(rows: pd.DataFrame, full_key: str, control_key: str) -> pd.DataFrame:
+    """Adaptive (`full_key`) vs control (`control_key`) over seeds: start, ends, paired difference, verdict.
+
+    Both arms of a seed start from the same warm-up, so the start values are the adaptive run's and the
+    comparison is paired: a difference counts as clear when its mean over seeds exceeds its std.
+    """
+    full = rows[rows["setting"] == full_key].drop_duplicates("seed").set_index("seed")
+    ctrl = rows[rows["setting"] == control_key].drop_duplicates("seed").set_index("seed")
+    seeds = full.index.intersection(ctrl.index)
+    if len(seeds) == 0:
+        return pd.DataFrame()
+    full, ctrl = full.loc[seeds].copy(), ctrl.loc[seeds].copy()
+    same_measure = all(full[c].eq(ctrl[c]).all() for c in ("gap", "mixture", "posterior") if c in full and c in ctrl)
+    out = []
+    for label, start, end, direction, scale in PHENOMENA:
+        if start not in full or end not in full or end not in ctrl or full[start].isna().all():
+            continue
+        if start.startswith("start_") and not same_measure:  # the two arms' mixtures are not comparable
+            continue
+        s, a, c = (scale * pd.to_numeric(x, errors="coerce") for x in (full[start], full[end], ctrl[end]))
+        d = a - c
+        n = int(d.notna().sum())
+        good = d.mean() < 0 if direction == "down" else d.mean() > 0
+        spread = _nz(d.std())
+        verdict = ("one seed, no claim" if n < 2 else "within the seed spread" if abs(d.mean()) <= spread
+                   else ("as the paper expects" if good else "against the paper's expectation"))
+        out.append({"quantity": label, "expected": "falls" if direction == "down" else "rises",
+                    "start (warm-up)": format_mean_std(s.mean(), s.std()),
+                    "adaptive, end": format_mean_std(a.mean(), a.std()),
+                    "control, end": format_mean_std(c.mean(), c.std()),
+                    "adaptive − control": format_mean_std(d.mean(), d.std()), "n": n, "verdict": verdict})
+    return pd.DataFrame(out)
+
+
+def describe_purification(rows: pd.DataFrame) -> str:
+    """Each τ's accuracy against the 100 % fine-tuning baseline, with its data fraction and seed spread."""
+    stats = rows.groupby("tau", sort=True).agg(row=("row", "first"), mean=("acc", "mean"), std=("acc", "std"),
+                                               n=("acc", "size"), data=("data_pct", "mean"))
+    if 0.0 not in stats.index:
+        return "The 100 % baseline was not run: no comparison."
+    b = stats.loc[0.0]
+    base_text = format_mean_std(100 * b["mean"], 100 * b["std"])
+    lines = [f"Control (the warm-up fine-tuned on 100 % of the training data): {base_text} % "
+             f"over {int(b['n'])} seed(s)."]
+    if "warmup_acc" in rows and rows["warmup_acc"].notna().any():
+        w = rows.drop_duplicates("seed")["warmup_acc"].astype(float)
+        lines.append(f"The warm-up alone (before any fine-tuning): "
+                     f"{format_mean_std(100 * w.mean(), 100 * w.std())} %.")
+    wins = 0
+    for tau, st in stats.drop(index=0.0).iterrows():
+        if not math.isfinite(st["mean"]):
+            lines.append(f"  w0 ≥ {tau:.2f}: {st['data']:.1f} % of the data, too few clips to fine-tune "
+                         "(no result)")
+            continue
+        diff = 100 * (st["mean"] - b["mean"])
+        spread = 100 * max(_nz(st["std"]), _nz(b["std"]))
+        kind = compare(diff, spread, int(min(st["n"], b["n"])))
+        wins += kind == "clear" and diff > 0
+        word = {"tie": "within the seed spread", "one seed": "one seed only, no claim",
+                "clear": "clearly better" if diff > 0 else "clearly worse"}[kind]
+        lines.append(f"  w0 ≥ {tau:.2f}: {st['data']:.1f} % of the data, {100 * st['mean']:.2f} % accuracy "
+                     f"({diff:+.2f} points, {word})")
+    n_tau = len(stats) - 1
+    lines.append(f"Purification beats training on all data beyond the seed spread at {wins} of {n_tau} "
+                 "thresholds.")
+    return "\n".join(lines)
+
+
+def _nz(x: Any) -> float:
+    return 0.0 if x is None or not math.isfinite(float(x)) else float(x)
+
+
+def plot_method_bars(rows: pd.DataFrame, metrics: Sequence[str] = ("acc", "f1"),
+                     path: str | Path | None = None) -> Any:
+    """Bar chart of mean accuracy and macro-F1 per method with ± 1 std error bars over seeds (Table II)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    long = rows.melt(id_vars=["label"], value_vars=list(metrics), var_name="metric", value_name="value")
+    long["value"] = 100.0 * long["value"]
+    long["metric"] = long["metric"].map(lambda m: METRIC_LABELS.get(m, m).replace(" (%)", ""))
+    order = list(dict.fromkeys(rows["label"]))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * len(order) + 2), 4.0))
+    sns.barplot(data=long, x="label", y="value", hue="metric", order=order, errorbar="sd", capsize=0.15,
+                ax=ax)
+    ax.set_xlabel("method")
+    ax.set_ylabel("test score (%)")
+    ax.set_title("Table II on this dataset: mean ± 1 std over seeds")
+    lo = max(0.0, float(long["value"].min()) - 10.0)
+    ax.set_ylim(lo, min(100.0, float(long["value"].max()) + 5.0))
+    ax.tick_params(axis="x", rotation=30)
+    for t in ax.get_xticklabels():
+        t.set_ha("right")
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig
