@@ -11,7 +11,7 @@
 
 The equations themselves live one level down (`mmgap.gap`, `mmgap.mixture`, `mmgap.losses`); each stage is
 a `mmgap.strategy.Strategy` run by the generic `mmgap.trainer.Trainer` (loop, evaluation, checkpoints,
-resume), which knows nothing of gaps or mixtures.
+resume), which does not import this module.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from mmgap.data.manifest import TIERS
 from mmgap.gap import compute_gap, pick_dominant, unzscore, zscore
 from mmgap.losses import AdaptiveLossConfig, adaptive_loss, warmup_loss
 from mmgap.mixture import TAILS, bic_single, fit_mixture
-from mmgap.strategy import Batch, Strategy
+from mmgap.strategy import Batch, Strategy, TrainerView
 from mmgap.trainer import (
     Trainer,
     best_row_summary,
@@ -96,7 +96,7 @@ def fit_gaps(
     return fit, mean, std, w0, w1, info
 
 
-def gap_snapshot(trainer: Trainer, gap: str = "prob", family: str = "gmm", dominant: str = "audio",
+def gap_snapshot(trainer: TrainerView, gap: str = "prob", family: str = "gmm", dominant: str = "audio",
                  seed: int = 0, posterior: str = "eq9") -> dict[str, Any]:
     """`fit_gaps` on an eval-mode pass over the training set with the trainer's current model (no side effects)."""
     out = trainer.collect_outputs("train")
@@ -107,7 +107,7 @@ def gap_snapshot(trainer: Trainer, gap: str = "prob", family: str = "gmm", domin
     return {**info, "dominant": dominant}
 
 
-def _split_rows_t(trainer: Trainer) -> torch.Tensor:
+def _split_rows_t(trainer: TrainerView) -> torch.Tensor:
     """Training rows of the cache as a tensor on the trainer's device."""
     return torch.as_tensor(split_rows(trainer.cache, "train"), device=trainer.device)
 
@@ -129,7 +129,7 @@ class WarmupStrategy(Strategy):
 
     name = "warmup"
 
-    def training_step(self, trainer: Trainer, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def training_step(self, trainer: TrainerView, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Eq. (10) on one batch; parts: fusion, uni_a, uni_v (detached, on the device)."""
         return warmup_loss(trainer.forward(batch), batch["label"])
 
@@ -180,7 +180,7 @@ class AdaptiveStrategy(Strategy):
         self._seen: torch.Tensor | None = None
         self.refitted = False
 
-    def setup(self, trainer: Trainer) -> None:
+    def setup(self, trainer: TrainerView) -> None:
         """Allocate per-row posteriors on the device (w0 = 1, w1 = 0 until the first refit)."""
         n = len(trainer.cache)
         if self.w0 is None:
@@ -198,7 +198,7 @@ class AdaptiveStrategy(Strategy):
             cached = self._cfg_cache = dataclasses.replace(self.loss_cfg, dominant=self.dominant)
         return cached
 
-    def refit(self, trainer: Trainer, epoch: int) -> None:
+    def refit(self, trainer: TrainerView, epoch: int) -> None:
         """Gaps over the training set -> z-score (Eq. 7) -> mixture (Eq. 8) -> w0, w1 per row (Eq. 9)."""
         t0 = time.perf_counter()
         rows_seen = self._seen is not None and bool(self._seen[_split_rows_t(trainer)].all())
@@ -226,13 +226,13 @@ class AdaptiveStrategy(Strategy):
                      "gap_source": "train" if (self.gap_source == "train" and rows_seen) else "eval"}
         self.info["refit_seconds"] = time.perf_counter() - t0
 
-    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+    def on_epoch_start(self, trainer: TrainerView, epoch: int) -> None:
         """Refit the mixture at the first adaptive epoch and every `refit_every`-th after it."""
         self.refitted = epoch % self.refit_every == 0 or not self.info
         if self.refitted:
             self.refit(trainer, epoch)
 
-    def training_step(self, trainer: Trainer, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def training_step(self, trainer: TrainerView, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Eq. (11) on one batch with the batch's w0, w1 gathered by cache row; λ_t = ρ^epoch."""
         assert self.w0 is not None and self.w1 is not None
         out = trainer.forward(batch)
@@ -247,7 +247,7 @@ class AdaptiveStrategy(Strategy):
                 self._seen[idx] = True
         return loss, parts
 
-    def on_epoch_end(self, trainer: Trainer, epoch: int) -> dict[str, Any]:
+    def on_epoch_end(self, trainer: TrainerView, epoch: int) -> dict[str, Any]:
         """Mixture parameters, BIC of 1 vs 2 components, the ĝ histogram and the refit time for the history."""
         row = dict(self.info)
         row["refitted"] = self.refitted

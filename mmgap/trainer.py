@@ -2,7 +2,8 @@
 
 `Trainer` runs a `mmgap.strategy.Strategy` (the paper's stages live in `mmgap.method`, the baselines in
 `mmgap.baselines`); `train_baseline` runs any single-stage strategy; `load_run` / `load_history` reopen a
-finished run. Nothing here knows about gaps, mixtures or Eq. 11.
+finished run. It imports nothing of the method: gaps, mixtures and Eq. 11 reach it only through a
+Strategy's hooks (and the values a strategy adds to the history, such as a refit's duration).
 
 Conventions (kept by every entry point built on it):
 - epochs passed to strategy hooks count from 0 within the current stage (λ_t = ρ^epoch starts at the first
@@ -38,6 +39,7 @@ from mmgap.metrics import MeanAccumulator, accuracy_by_group, evaluate_logits
 from mmgap.models import ModelOutput, build_model
 from mmgap.progress import progress as progress_bar
 from mmgap.strategy import Batch, Strategy
+
 
 SPLITS = ("train", "val", "test")
 EVAL_BATCH_FACTOR = 4
@@ -112,8 +114,6 @@ def split_rows(cache: Any, split: str) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------ trainer
-
-
 
 
 class Trainer:
@@ -601,7 +601,6 @@ def resume_stages(tr: Trainer, resume: bool, allowed: tuple[str, ...]) -> bool:
             "or pass resume=False to start over (its checkpoints will be overwritten)"
         )
     return True
-
 
 
 def load_history(run_dir: str | Path) -> list[dict[str, Any]]:

@@ -114,7 +114,8 @@ def _cells(nb: nbformat.NotebookNode) -> list[tuple[str, str, list[str]]]:
 def test_every_notebook_is_paired_with_its_source_by_the_jupytext_config() -> None:
     from jupytext.paired_paths import paired_paths
 
-    formats = ",".join(_jupytext_config().formats)
+    formats = _jupytext_config().formats
+    formats = formats if isinstance(formats, str) else ",".join(formats)  # a list in recent jupytext
     sources = sorted(p.stem for p in (NB_DIR / "src").glob("*.py"))
     notebooks = sorted(p.stem for p in NB_DIR.glob("*.ipynb"))
     assert sources == notebooks == sorted(COURSE)

@@ -17,8 +17,8 @@ from mmgap.checkpoint import CheckpointError, load_safe, save_atomic
 from mmgap.config import get_preset
 from mmgap.data import FeatureCache
 from mmgap.losses import AdaptiveLossConfig
-from mmgap.strategy import Strategy
 from mmgap.method import AdaptiveStrategy, WarmupStrategy, finetune, run_control, run_two_stage
+from mmgap.strategy import Strategy
 from mmgap.trainer import Trainer, TrainingInterrupted, load_history, load_run, resolve_device, train_baseline
 
 N_CLASSES = 4
@@ -557,3 +557,21 @@ def test_evaluation_does_not_depend_on_its_batch_size(cache, tmp_path, monkeypat
     small = tr.collect_outputs("train")
     for k in ("fused", "logit_a", "logit_v"):
         torch.testing.assert_close(big[k], small[k], rtol=1e-5, atol=1e-6)
+
+
+def test_trainer_provides_every_member_of_the_strategy_contract(cache, tmp_path):
+    """`mmgap.strategy.TrainerView` names what strategies may use; the real Trainer has all of it."""
+    import inspect
+    import typing
+
+    from mmgap.strategy import TrainerView
+
+    tr = Trainer(cache, preset(), tmp_path / "view", seed=0, device="cpu", progress=False)
+    for name in typing.get_type_hints(TrainerView):
+        assert hasattr(tr, name), f"Trainer lacks the attribute {name} that TrainerView promises"
+    methods = [n for n, v in vars(TrainerView).items() if inspect.isfunction(v) and not n.startswith("_")]
+    assert {"forward", "autocast", "batches", "collect_outputs"} <= set(methods)
+    for name in methods:
+        promised = list(inspect.signature(getattr(TrainerView, name)).parameters)
+        actual = list(inspect.signature(getattr(Trainer, name)).parameters)
+        assert actual[: len(promised)] == promised, (name, promised, actual)

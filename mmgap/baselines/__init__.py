@@ -8,7 +8,7 @@
 of the methods that have one (the authors' values as fractions of the run, resolved for ``epochs``). The paper's
 own method is two-stage (warm-up, then the adaptive loss) and is run by `mmgap.method.run_two_stage`, not by a
 single strategy: `TWO_STAGE` maps its Table II names to the gap kind (``"ours_prob"`` -> ``gap="prob"``,
-``"ours_kl"`` -> ``gap="kl"``), and `get` refuses those names with a pointer there.
+``"ours_kl"`` -> ``gap="kl"``, the preset's ``train.gap``), and `get` refuses those names with a pointer there.
 
 Methods needing a different head (MMCosine, MLA, the unimodal ones) replace ``trainer.model.head`` in ``setup``; the trainer
 must call ``setup`` before it builds the optimizer (otherwise the new head is added to the optimizer as an
@@ -50,7 +50,7 @@ NAMES: tuple[str, ...] = tuple(_REGISTRY)
 """Baseline names in Table II's order: the unimodal references, then the paper's rows (plus "opm", OPM alone)."""
 
 TWO_STAGE: dict[str, str] = {"ours_prob": "prob", "ours_kl": "kl"}
-"""The paper's method in Table II: name -> the `gap` argument of mmgap.method.run_two_stage."""
+"""The paper's method in Table II: name -> the gap it trains with (``preset.train.gap`` of mmgap.method.run_two_stage)."""
 
 LABELS: dict[str, str] = {
     "audio_only": "Audio only",
@@ -78,7 +78,7 @@ def get(name: str, **kwargs: Any) -> Strategy:
     if key in TWO_STAGE:
         raise ValueError(
             f"{name!r} is the paper's two-stage method, not a single strategy: run it with "
-            f"mmgap.method.run_two_stage(..., gap={TWO_STAGE[key]!r})"
+            f"mmgap.method.run_two_stage(cache, preset.with_overrides(gap={TWO_STAGE[key]!r}), run_dir)"
         )
     if key not in _REGISTRY:
         raise ValueError(f"unknown baseline {name!r}; choose one of {', '.join(NAMES)} (or {', '.join(TWO_STAGE)})")

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-if TYPE_CHECKING:  # pragma: no cover
-    from mmgap.strategy import Batch
-    from mmgap.trainer import Trainer
+from mmgap.strategy import Batch, TrainerView
 
 MODALITIES = ("audio", "visual")
 REFERENCE_EPOCHS = 100
@@ -76,7 +74,7 @@ def to_device(batch: "Batch", device: torch.device | str) -> "Batch":
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
-def autocast(trainer: "Trainer") -> contextlib.AbstractContextManager[Any]:
+def autocast(trainer: TrainerView) -> contextlib.AbstractContextManager[Any]:
     """torch.autocast on CUDA when the trainer uses AMP; a null context otherwise (nesting is harmless)."""
     dtype = getattr(trainer, "amp_dtype", None)
     device = torch.device(getattr(trainer, "device", "cpu"))
@@ -85,7 +83,7 @@ def autocast(trainer: "Trainer") -> contextlib.AbstractContextManager[Any]:
     return torch.autocast(device_type="cuda", dtype=dtype)
 
 
-def device_generator(trainer: "Trainer", device: torch.device | str | None = None) -> torch.Generator:
+def device_generator(trainer: TrainerView, device: torch.device | str | None = None) -> torch.Generator:
     """A generator on ``device`` (default: the trainer's), seeded from ``trainer.generator`` (reproducible)."""
     device = torch.device(device if device is not None else getattr(trainer, "device", "cpu"))
     base = getattr(trainer, "generator", None)
@@ -95,7 +93,7 @@ def device_generator(trainer: "Trainer", device: torch.device | str | None = Non
     return gen
 
 
-def total_epochs(trainer: "Trainer") -> int | None:
+def total_epochs(trainer: TrainerView) -> int | None:
     """The run's epoch budget: ``trainer.stage_epochs`` when the trainer exposes it, else the preset's
     warm-up + adaptive epochs (mmgap.trainer.train_baseline's default budget), else None."""
     for name in ("stage_epochs", "epochs", "num_epochs"):
@@ -142,7 +140,7 @@ def window_epochs(window: tuple[float, float], epochs: int) -> dict[str, int]:
             "modulation_ends": min(epochs_of(window[1], epochs), epochs - 1)}
 
 
-def run_length(trainer: "Trainer", reference: int) -> int:
+def run_length(trainer: TrainerView, reference: int) -> int:
     """The epoch count schedules are resolved for: the run's budget, or ``reference`` (the authors') if unknown."""
     total = total_epochs(trainer)
     return total if total is not None else reference
@@ -173,7 +171,7 @@ class DeviceRng:
         self._gen: torch.Generator | None = None
         self._pending: torch.Tensor | None = None
 
-    def setup(self, trainer: "Trainer") -> None:
+    def setup(self, trainer: TrainerView) -> None:
         """Create the generator (once) and apply a state restored before setup."""
         if self._gen is None:
             self._gen = device_generator(trainer)

@@ -44,7 +44,7 @@ gradients; the feature hooks here scale every encoder parameter's gradient (Batc
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -60,10 +60,8 @@ from mmgap.baselines._common import (
     standard_parts,
     window_epochs,
 )
-from mmgap.strategy import Batch, Strategy
+from mmgap.strategy import Batch, Strategy, TrainerView
 
-if TYPE_CHECKING:  # pragma: no cover
-    from mmgap.trainer import Trainer
 
 P_FLOOR = 1e-8
 EXPONENT_CAP = 10.0
@@ -144,7 +142,7 @@ class AGMStrategy(Strategy):
         """The modulation window in epochs of a run of ``epochs``: starts <= epoch <= ends."""
         return window_epochs(self.window, epochs)
 
-    def setup(self, trainer: "Trainer") -> None:
+    def setup(self, trainer: TrainerView) -> None:
         """Resolve the speed-up cap (``"auto"``: 2 above lr 1e-2, none at the authors' rates) and the window."""
         if self.max_coeff == "auto":
             lr = float(getattr(getattr(getattr(trainer, "preset", None), "train", None), "lr", 0.0))
@@ -153,7 +151,7 @@ class AGMStrategy(Strategy):
             self.cap = None if self.max_coeff is None else float(self.max_coeff)
         self._sched = self.schedule(run_length(trainer, self.reference_epochs))
 
-    def _padded_features(self, trainer: "Trainer", batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def _padded_features(self, trainer: TrainerView, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Encoder outputs (eval mode, no grad) of one all-zero audio input and one all-zero clip, [1, d] each."""
         model = trainer.model
         audio = batch["audio"][:1].to(trainer.device)
@@ -163,7 +161,7 @@ class AGMStrategy(Strategy):
             z_v = encoder(model, "visual")(torch.zeros(frames.shape, device=frames.device))  # float 0 = the mean image
         return z_a, z_v
 
-    def training_step(self, trainer: "Trainer", batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def training_step(self, trainer: TrainerView, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """CE(f); Shapley scores set k_a, k_v, registered as gradient hooks on φ^a and φ^v."""
         assert self._sched is not None, "call setup(trainer) first"
         out = trainer.forward(batch)
@@ -189,7 +187,7 @@ class AGMStrategy(Strategy):
         parts.update(coeff_a=k_a, coeff_v=k_v, score_a=s_a, score_v=s_v)
         return ce(out.fused, y), parts
 
-    def after_backward(self, trainer: "Trainer", epoch: int) -> None:
+    def after_backward(self, trainer: TrainerView, epoch: int) -> None:
         """The safeguard: clip to total norm 5 when a gradient entry exceeds 5."""
         if self.clip:
             clip_if_large(trainer.model)

@@ -7,15 +7,11 @@ never trained on directly. No hyperparameters of its own; no deviation.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 import torch
 
 from mmgap.baselines._common import ce, standard_parts
-from mmgap.strategy import Batch, Strategy
-
-if TYPE_CHECKING:  # pragma: no cover
-    from mmgap.trainer import Trainer
+from mmgap.strategy import Batch, Strategy, TrainerView
 
 
 class ConcatStrategy(Strategy):
@@ -23,7 +19,7 @@ class ConcatStrategy(Strategy):
 
     name = "concat"
 
-    def training_step(self, trainer: "Trainer", batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def training_step(self, trainer: TrainerView, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Joint CE on the fused logits, Eq. (1)."""
         out = trainer.forward(batch)
         y = batch["label"]

@@ -31,7 +31,7 @@ before validation; we follow the authors' own order.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,10 +48,8 @@ from mmgap.baselines._common import (
     run_length,
     standard_parts,
 )
-from mmgap.strategy import Batch, Strategy
+from mmgap.strategy import Batch, Strategy, TrainerView
 
-if TYPE_CHECKING:  # pragma: no cover
-    from mmgap.trainer import Trainer
 
 KMEANS_N_INIT = 10
 KMEANS_SEED = 0
@@ -113,7 +111,7 @@ class DRStrategy(Strategy):
         due = [e for e in range(period, epochs - 1, period)][: self.reinit_num]
         return {"reinit_period": period, "reinit_after_epochs": due}
 
-    def setup(self, trainer: "Trainer") -> None:
+    def setup(self, trainer: TrainerView) -> None:
         """Remember each encoder's initial parameters (unless restored) and resolve the schedule."""
         if self.init_state is None:
             self.init_state = {
@@ -129,7 +127,7 @@ class DRStrategy(Strategy):
         not_last = epoch + 1 < self._total
         return epoch > 0 and epoch % period == 0 and self.reinit_count < self.reinit_num and not_last
 
-    def on_epoch_start(self, trainer: "Trainer", epoch: int) -> None:
+    def on_epoch_start(self, trainer: TrainerView, epoch: int) -> None:
         """Apply the re-initialisation diagnosed after the previous epoch (its model is already evaluated)."""
         if self.pending is None:
             return
@@ -138,13 +136,13 @@ class DRStrategy(Strategy):
             soft_reinit_(encoder(trainer.model, m), self.init_state[m], self.pending[m])
         self.pending = None
 
-    def training_step(self, trainer: "Trainer", batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def training_step(self, trainer: TrainerView, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Joint CE on the fused logits."""
         out = trainer.forward(batch)
         y = batch["label"]
         return ce(out.fused, y), standard_parts(out.fused, out.logit_a, out.logit_v, y)
 
-    def on_epoch_end(self, trainer: "Trainer", epoch: int) -> dict[str, Any]:
+    def on_epoch_end(self, trainer: TrainerView, epoch: int) -> dict[str, Any]:
         """When due: diagnose both encoders (purities, w) and schedule the re-init for the next epoch's start."""
         if not self.due(epoch):
             return {}

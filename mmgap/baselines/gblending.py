@@ -21,16 +21,14 @@ the formula is unchanged.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from mmgap.baselines._common import ce, check_fraction, epochs_of, run_length, standard_parts
-from mmgap.strategy import Batch, Strategy
+from mmgap.strategy import Batch, Strategy, TrainerView
 
-if TYPE_CHECKING:  # pragma: no cover
-    from mmgap.trainer import Trainer
 
 BRANCHES = ("fusion", "audio", "visual")
 EPS = 1e-12
@@ -74,11 +72,11 @@ class GBlendingStrategy(Strategy):
         """The super-epoch length in epochs of a run of ``epochs`` (weights re-estimated at its multiples)."""
         return {"super_epoch": max(1, epochs_of(self.super_epoch, epochs))}
 
-    def setup(self, trainer: "Trainer") -> None:
+    def setup(self, trainer: TrainerView) -> None:
         """Resolve the super-epoch length from the run's budget."""
         self._sched = self.schedule(run_length(trainer, self.reference_epochs))
 
-    def on_epoch_start(self, trainer: "Trainer", epoch: int) -> None:
+    def on_epoch_start(self, trainer: TrainerView, epoch: int) -> None:
         """At each super-epoch boundary: measure branch losses on train and val, update the weights."""
         assert self._sched is not None, "call setup(trainer) first"
         if epoch % self._sched["super_epoch"] == 0:
@@ -88,7 +86,7 @@ class GBlendingStrategy(Strategy):
             self._prev = now
         self._w_dev = self.weights.to(trainer.device)
 
-    def training_step(self, trainer: "Trainer", batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def training_step(self, trainer: TrainerView, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """w_f·CE(f) + w_a·CE(l^a) + w_v·CE(l^v)."""
         out = trainer.forward(batch)
         y = batch["label"]
@@ -96,7 +94,7 @@ class GBlendingStrategy(Strategy):
         loss = w[0] * ce(out.fused, y) + w[1] * ce(out.logit_a, y) + w[2] * ce(out.logit_v, y)
         return loss, standard_parts(out.fused, out.logit_a, out.logit_v, y)
 
-    def on_epoch_end(self, trainer: "Trainer", epoch: int) -> dict[str, Any]:
+    def on_epoch_end(self, trainer: TrainerView, epoch: int) -> dict[str, Any]:
         """The blending weights used this epoch."""
         return {f"w_{k}": float(v) for k, v in zip(BRANCHES, self.weights.tolist())}
 

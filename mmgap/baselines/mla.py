@@ -43,7 +43,7 @@ depends on the batch's composition.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -51,10 +51,8 @@ from torch import nn
 from mmgap.baselines._common import autocast, ce, encoder, head_linear, to_device
 from mmgap.baselines.mmcosine import add_to_optimizer
 from mmgap.models import init_weights
-from mmgap.strategy import Batch, Strategy
+from mmgap.strategy import Batch, Strategy, TrainerView
 
-if TYPE_CHECKING:  # pragma: no cover
-    from mmgap.trainer import Trainer
 
 NORMALIZATIONS = ("spectral", "fro", "none")
 
@@ -133,7 +131,7 @@ class MLAStrategy(Strategy):
         self._batch_index = 0
         self._num_batches = 1
 
-    def setup(self, trainer: "Trainer") -> None:
+    def setup(self, trainer: TrainerView) -> None:
         """Replace the concat head by a SharedHead (idempotent) and create P = I on the device."""
         model = trainer.model
         if not isinstance(model.head, SharedHead):
@@ -148,7 +146,7 @@ class MLAStrategy(Strategy):
         else:
             self.P = self.P.to(model.head.fc.weight.device)
 
-    def on_epoch_start(self, trainer: "Trainer", epoch: int) -> None:
+    def on_epoch_start(self, trainer: TrainerView, epoch: int) -> None:
         """Count this epoch's batches for the decaying α (0.1 at the first batch, → 0.01 at the last)."""
         batches = trainer.batches("train", True)
         self._num_batches = len(batches) if hasattr(batches, "__len__") else 1
@@ -171,14 +169,14 @@ class MLAStrategy(Strategy):
                 weight.grad.copy_(project_gradient(weight.grad, self.P))
         self.updates += 1
 
-    def _unimodal(self, trainer: "Trainer", batch: Batch, modality: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def _unimodal(self, trainer: TrainerView, batch: Batch, modality: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(CE of one modality's logits through the shared head, its detached mean feature); one encoder runs."""
         with autocast(trainer):
             feat = encoder(trainer.model, modality)(batch["audio"] if modality == "audio" else batch["frames"])
             logits = trainer.model.head.fc(feat)
         return ce(logits, batch["label"]), feat.detach().float().mean(dim=0)
 
-    def training_step(self, trainer: "Trainer", batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def training_step(self, trainer: TrainerView, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The audio step (backward, OWM, optimizer step) here; the visual CE returned for the trainer's step."""
         batch = to_device(batch, trainer.device)
         loss_a, x_a = self._unimodal(trainer, batch, "audio")
@@ -191,7 +189,7 @@ class MLAStrategy(Strategy):
         # Value: the mean of both unimodal losses (what is logged); gradient: the visual CE's alone.
         return loss_v + 0.5 * (loss_a.detach() - loss_v.detach()), parts
 
-    def after_backward(self, trainer: "Trainer", epoch: int) -> None:
+    def after_backward(self, trainer: TrainerView, epoch: int) -> None:
         """OWM on the visual step's head gradient; then the next batch."""
         assert self._x is not None, "training_step runs before after_backward"
         self.owm_step(trainer.model.head.fc.weight, self._x)

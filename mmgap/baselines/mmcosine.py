@@ -19,17 +19,13 @@ training under MMCosine never optimises) and only the per-modality accuracies wi
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from mmgap.baselines._common import ce, head_linear, standard_parts
-from mmgap.strategy import Batch, Strategy
-
-if TYPE_CHECKING:  # pragma: no cover
-    from mmgap.trainer import Trainer
+from mmgap.strategy import Batch, Strategy, TrainerView
 
 
 def cosine_logits(feat: torch.Tensor, weight: torch.Tensor, scale: float) -> torch.Tensor:
@@ -51,7 +47,7 @@ class CosineHead(nn.Linear):
         return logit_a + logit_v, logit_a, logit_v
 
 
-def add_to_optimizer(trainer: "Trainer", module: nn.Module) -> None:
+def add_to_optimizer(trainer: TrainerView, module: nn.Module) -> None:
     """Add ``module``'s parameters to an already-built optimizer (no-op when none exists or they are in)."""
     opt = getattr(trainer, "optimizer", None)
     if opt is None:
@@ -72,7 +68,7 @@ class MMCosineStrategy(Strategy):
             raise ValueError(f"MMCosine scale must be > 0, got {scale}")
         self.scale = float(scale)
 
-    def setup(self, trainer: "Trainer") -> None:
+    def setup(self, trainer: TrainerView) -> None:
         """Replace the concat head by a CosineHead with the same initial weight (idempotent)."""
         model = trainer.model
         if isinstance(model.head, CosineHead):
@@ -86,7 +82,7 @@ class MMCosineStrategy(Strategy):
         model.head = head
         add_to_optimizer(trainer, head)
 
-    def training_step(self, trainer: "Trainer", batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def training_step(self, trainer: TrainerView, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """CE on the fused cosine logits."""
         out = trainer.forward(batch)
         y = batch["label"]

@@ -21,7 +21,7 @@ on the device (the authors call ``.item()`` per parameter, a host sync each time
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -38,10 +38,8 @@ from mmgap.baselines._common import (
     window_epochs,
     true_class_score,
 )
-from mmgap.strategy import Batch, Strategy
+from mmgap.strategy import Batch, Strategy, TrainerView
 
-if TYPE_CHECKING:  # pragma: no cover
-    from mmgap.trainer import Trainer
 
 EPS = 1e-8
 
@@ -97,7 +95,7 @@ class OGMGEStrategy(Strategy):
         """The modulation window in epochs of a run of ``epochs``: starts <= epoch <= ends."""
         return window_epochs(self.window, epochs)
 
-    def setup(self, trainer: "Trainer") -> None:
+    def setup(self, trainer: TrainerView) -> None:
         """Device generator for the GE noise; the window resolved for the run's budget."""
         self._rng.setup(trainer)
         self._sched = self.schedule(run_length(trainer, self.reference_epochs))
@@ -107,7 +105,7 @@ class OGMGEStrategy(Strategy):
         assert self._sched is not None, "call setup(trainer) first"
         return in_window(epoch, self._sched["modulation_starts"], self._sched["modulation_ends"])
 
-    def training_step(self, trainer: "Trainer", batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def training_step(self, trainer: TrainerView, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Joint CE on the fused logits; the batch's OGM coefficients are kept for after_backward."""
         out = trainer.forward(batch)
         y = batch["label"]
@@ -117,7 +115,7 @@ class OGMGEStrategy(Strategy):
         parts.update(coeff_a=k_a, coeff_v=k_v, ratio_a=r_a)
         return ce(out.fused, y), parts
 
-    def after_backward(self, trainer: "Trainer", epoch: int) -> None:
+    def after_backward(self, trainer: TrainerView, epoch: int) -> None:
         """Scale each encoder's conv gradients by its k_m (and add GE noise) inside the modulation window."""
         if self._coeffs is None or not self.active(epoch):
             return

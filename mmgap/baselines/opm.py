@@ -26,7 +26,7 @@ NumPy's global RNG), so runs resume bit-identically.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -47,10 +47,8 @@ from mmgap.baselines._common import (
     true_class_score,
 )
 from mmgap.baselines.ogm_ge import modulate_grads, ogm_coefficients
-from mmgap.strategy import Batch, Strategy
+from mmgap.strategy import Batch, Strategy, TrainerView
 
-if TYPE_CHECKING:  # pragma: no cover
-    from mmgap.trainer import Trainer
 
 EPS = 1e-5  # guards s_m / s_other and 1 / (1 − θ) against division by zero (deviation 2)
 
@@ -108,7 +106,7 @@ class OPMStrategy(Strategy):
         """Feature dropping runs from ``modulation_starts`` to the end of a run of ``epochs`` (after the warm-up)."""
         return {"modulation_starts": epochs_of(self.warmup, epochs) + 1}
 
-    def setup(self, trainer: "Trainer") -> None:
+    def setup(self, trainer: TrainerView) -> None:
         """Generators (device: masks; CPU: the per-batch p_exe draw, no host sync) and the schedule."""
         self._rng.setup(trainer)
         if self._cpu_gen is None:
@@ -123,7 +121,7 @@ class OPMStrategy(Strategy):
         assert self._sched is not None, "call setup(trainer) first"
         return epoch >= self._sched["modulation_starts"]
 
-    def _forward(self, trainer: "Trainer", batch: Batch, epoch: int) -> dict[str, torch.Tensor]:
+    def _forward(self, trainer: TrainerView, batch: Batch, epoch: int) -> dict[str, torch.Tensor]:
         """Encode, score the undropped split logits, drop and fuse; returns the tensors the loss needs."""
         model = trainer.model
         batch = to_device(batch, trainer.device)
@@ -142,7 +140,7 @@ class OPMStrategy(Strategy):
         return {"fused": fused, "logit_a": logit_a, "logit_v": logit_v, "y": y, "q_a": q_a, "q_v": q_v,
                 "theta": theta}
 
-    def training_step(self, trainer: "Trainer", batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def training_step(self, trainer: TrainerView, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """CE on the fused logits of the (possibly) dropped features."""
         o = self._forward(trainer, batch, epoch)
         parts = standard_parts(o["fused"], o["logit_a"], o["logit_v"], o["y"])
@@ -186,7 +184,7 @@ class OPMOGMStrategy(OPMStrategy):
         sched["ogm_ends"] = min(epochs_of(self.ogm_window[1], epochs), epochs - 1)
         return sched
 
-    def training_step(self, trainer: "Trainer", batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def training_step(self, trainer: TrainerView, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """OPM's loss; the OGM coefficients of the undropped split logits are kept for after_backward."""
         o = self._forward(trainer, batch, epoch)
         k_a, k_v, _ = ogm_coefficients(o["logit_a"], o["logit_v"], o["y"], self.alpha)
@@ -195,7 +193,7 @@ class OPMOGMStrategy(OPMStrategy):
         parts.update(q_a=o["q_a"], q_v=o["q_v"], theta=o["theta"], coeff_a=k_a, coeff_v=k_v)
         return ce(o["fused"], o["y"]), parts
 
-    def after_backward(self, trainer: "Trainer", epoch: int) -> None:
+    def after_backward(self, trainer: TrainerView, epoch: int) -> None:
         """OGM-GE's conv-gradient modulation of both encoders inside OGM's window [ogm_starts, ogm_ends]."""
         assert self._sched is not None, "call setup(trainer) first"
         if self._coeffs is None or not in_window(epoch, self._sched["ogm_starts"], self._sched["ogm_ends"]):

@@ -24,7 +24,7 @@ main_Prototype_grad.py has none.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -38,10 +38,8 @@ from mmgap.baselines._common import (
     window_epochs,
     true_class_score,
 )
-from mmgap.strategy import Batch, Strategy
+from mmgap.strategy import Batch, Strategy, TrainerView
 
-if TYPE_CHECKING:  # pragma: no cover
-    from mmgap.trainer import Trainer
 
 EPS = 1e-8
 
@@ -117,11 +115,11 @@ class PMRStrategy(Strategy):
         """The window of the prototype loss in epochs of a run of ``epochs``: starts <= epoch <= ends."""
         return window_epochs(self.window, epochs)
 
-    def setup(self, trainer: "Trainer") -> None:
+    def setup(self, trainer: TrainerView) -> None:
         """Resolve the modulation window for the run's budget."""
         self._sched = self.schedule(run_length(trainer, self.reference_epochs))
 
-    def on_epoch_start(self, trainer: "Trainer", epoch: int) -> None:
+    def on_epoch_start(self, trainer: TrainerView, epoch: int) -> None:
         """Class prototypes from the first ⌊proto_frac·N⌋ training batches (at least one), EMA-smoothed."""
         model, m = trainer.model, trainer.num_classes
         batches = trainer.batches("train", True)
@@ -145,7 +143,7 @@ class PMRStrategy(Strategy):
         self.proto_a = update_prototypes(sums_a, counts, self.proto_a, momentum)
         self.proto_v = update_prototypes(sums_v, counts, self.proto_v, momentum)
 
-    def training_step(self, trainer: "Trainer", batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def training_step(self, trainer: TrainerView, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """CE(f) + the lagging modality's α·CE(p^m) inside the window; CE(f) alone outside it."""
         if self.proto_a is None or self.proto_v is None or self._sched is None:
             raise RuntimeError("PMR: call setup(trainer) and on_epoch_start before training_step")

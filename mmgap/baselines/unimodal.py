@@ -17,7 +17,6 @@ visual model's accuracy); the absent modality's logits are NaN, which mmgap.metr
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -25,10 +24,7 @@ from torch import nn
 from mmgap.baselines._common import MODALITIES, autocast, ce, encoder, head_linear, to_device
 from mmgap.baselines.mmcosine import add_to_optimizer
 from mmgap.models import init_weights
-from mmgap.strategy import Batch, Strategy
-
-if TYPE_CHECKING:  # pragma: no cover
-    from mmgap.trainer import Trainer
+from mmgap.strategy import Batch, Strategy, TrainerView
 
 
 def absent_logits(like: torch.Tensor) -> torch.Tensor:
@@ -66,7 +62,7 @@ class UnimodalStrategy(Strategy):
         self.modality = modality
         self.name = f"{modality}_only"
 
-    def setup(self, trainer: "Trainer") -> None:
+    def setup(self, trainer: TrainerView) -> None:
         """Replace the concat head by a UnimodalHead for this modality (idempotent)."""
         model = trainer.model
         if isinstance(model.head, UnimodalHead) and model.head.modality == self.modality:
@@ -77,7 +73,7 @@ class UnimodalStrategy(Strategy):
         model.head = head
         add_to_optimizer(trainer, head)
 
-    def logits(self, trainer: "Trainer", batch: Batch) -> torch.Tensor:
+    def logits(self, trainer: TrainerView, batch: Batch) -> torch.Tensor:
         """This modality's logits (float32); only its encoder runs."""
         batch = to_device(batch, trainer.device)
         with autocast(trainer):
@@ -85,12 +81,12 @@ class UnimodalStrategy(Strategy):
             out = trainer.model.head.fc(feat)
         return out.float()
 
-    def training_step(self, trainer: "Trainer", batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def training_step(self, trainer: TrainerView, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Plain CE on this modality's logits."""
         loss = ce(self.logits(trainer, batch), batch["label"].to(trainer.device))
         return loss, {f"uni_{self.modality[0]}": loss.detach()}
 
-    def predict(self, trainer: "Trainer", batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def predict(self, trainer: TrainerView, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(l, l^a, l^v): this modality's logits as the fused and its own branch, NaN for the absent branch."""
         return trainer.model.head.branches(self.logits(trainer, batch))
 

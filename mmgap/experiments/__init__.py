@@ -11,6 +11,9 @@ the code lives in one module per job, each importing only the ones above it in t
 - `sweeps`: a table's runs for every seed (`run_ablations`, `run_purification`, `run_methods`, `run_arms`);
 - `reporting`: tables, verdicts and the Table II chart from the sweeps' rows.
 
+The names here are the submodules' own objects, re-exported: to patch one in a test, patch it where it is
+used (``monkeypatch.setattr(experiments.settings, "RHOS", ...)``), not on this package.
+
 Rows are plain dicts with the test-split metrics of the validation-selected epoch: ``acc``, ``f1``
 (macro-F1), ``acc_a``, ``acc_v`` (per-modality accuracy of the logits of Eq. 2), all fractions in [0, 1].
 
@@ -55,7 +58,6 @@ from mmgap.experiments.runs import (
     phenomena_fields,
     purify_one,
     run_adaptive,
-    setting_warmup_preset,
     warmup_dir,
     warmup_identity,
     warmup_is_compatible,
@@ -90,7 +92,9 @@ from mmgap.experiments.settings import (
     distinct_settings,
     loss_config,
     method_label,
+    ordered_tables,
     setting_preset,
+    setting_warmup_preset,
     table_ii_epochs,
 )
 from mmgap.experiments.sweeps import ensure_warmups, run_ablations, run_arms, run_methods, run_purification
@@ -102,16 +106,15 @@ __all__ = [
     "MIXTURE_LABELS", "OPTIMIZER_ROWS", "OURS", "POSTERIOR_ROWS", "PURIFICATION_CONTROL", "RHOS",
     "TABLE_TITLES", "TABLES", "TAUS", "TIER_METRICS", "UNIMODAL", "AdaptiveSetting", "PlanRow",
     "ablation_plan", "adam_lr_for", "control_setting", "distinct_settings", "loss_config", "method_label",
-    "setting_preset", "table_ii_epochs",
+    "ordered_tables", "setting_preset", "setting_warmup_preset", "table_ii_epochs",
     # workers
     "Job", "default_workers", "run_jobs",
     # params
     "check_common", "check_methods", "check_run_params", "check_seeds", "check_tables", "check_taus",
     # runs
     "WARMUP_FIELDS", "adaptive_root", "adaptive_run_dir", "baseline_one", "cache_id", "ensure_warmup",
-    "is_finished", "methods_root", "phenomena_fields", "purify_one", "run_adaptive",
-    "setting_warmup_preset", "warmup_dir", "warmup_identity", "warmup_is_compatible", "warmup_preset",
-    "warmup_result", "warmup_test_acc",
+    "is_finished", "methods_root", "phenomena_fields", "purify_one", "run_adaptive", "warmup_dir",
+    "warmup_identity", "warmup_is_compatible", "warmup_preset", "warmup_result", "warmup_test_acc",
     # sweeps
     "ensure_warmups", "run_ablations", "run_arms", "run_methods", "run_purification",
     # reporting

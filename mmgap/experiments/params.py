@@ -15,9 +15,10 @@ import torch
 from mmgap import baselines
 from mmgap.config import ConfigError, Preset
 from mmgap.data import DATASETS
-from mmgap.experiments.settings import CONTROL, OURS, TABLES
+from mmgap.experiments.settings import CONTROL, OURS, ordered_tables
 from mmgap.experiments.workers import default_workers
 from mmgap.trainer import resolve_device
+
 
 def _from_text(value: Any) -> Any:
     """A list given as text (``papermill -p seeds '[0, 1]'`` passes a string): JSON, else comma-separated."""
@@ -84,14 +85,7 @@ def check_seeds(seeds: Any, preset: Preset, first: int = 0) -> list[int]:
 
 def check_tables(tables: Any) -> list[str]:
     """Table names to run, in the paper's order: a subset of III, IV, V, VI (a string or a list)."""
-    tables = _from_text(tables)
-    if not isinstance(tables, (list, tuple)) or not tables:
-        raise ConfigError(f"tables={tables!r}: expected a non-empty list drawn from {list(TABLES)}")
-    unknown = [t for t in tables if t not in TABLES]
-    if unknown:
-        raise ConfigError(f"tables={tables!r}: unknown {unknown}; choose from {list(TABLES)} "
-                          "(Roman numerals)")
-    return [t for t in TABLES if t in tables]
+    return ordered_tables(_from_text(tables))
 
 
 def check_taus(taus: Any) -> list[float]:

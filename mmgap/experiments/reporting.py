@@ -18,6 +18,7 @@ from mmgap.data.manifest import TIERS
 from mmgap.experiments.settings import OURS, UNIMODAL, method_label
 from mmgap.results import format_mean_std, mean_std_table
 
+
 METRIC_LABELS = {"acc": "Accuracy (%)", "f1": "Macro F1 (%)", "acc_a": "Audio acc. (%)",
                  "acc_v": "Visual acc. (%)", "acc_v_clean": "Visual acc., clean (%)",
                  "acc_v_hard": "Visual acc., hard (%)", "acc_v_corrupt": "Visual acc., corrupt (%)"}

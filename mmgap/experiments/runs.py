@@ -32,10 +32,12 @@ from mmgap.experiments.settings import (
     adam_lr_for,
     loss_config,
     setting_preset,
+    setting_warmup_preset,
 )
 from mmgap.method import finetune, run_control, run_two_stage, run_warmup
 from mmgap.results import write_metrics
 from mmgap.trainer import best_row_summary, stage_timings, train_baseline
+
 
 def cache_id(cache: Any) -> str:
     """A short identity of the data a run trains on: the cache folder's name (it holds the cache key)."""
@@ -200,14 +202,6 @@ def _save_result(run: Path, row: Mapping[str, Any]) -> None:
 
 def _load_result(run: Path) -> dict[str, Any]:
     return json.loads((run / "result.json").read_text(encoding="utf-8"))
-
-
-def setting_warmup_preset(preset: Preset, setting: AdaptiveSetting, adam_lr: float | None = None) -> Preset:
-    """The preset of the warm-up a setting starts from (Adam rows: an Adam warm-up at Adam's rate)."""
-    adam_lr = adam_lr_for(preset) if adam_lr is None else adam_lr
-    if setting.optimizer == "adam":
-        return preset.with_overrides(optimizer="adam", lr=adam_lr)
-    return preset.with_overrides(optimizer=setting.optimizer)
 
 
 def adaptive_run_dir(cache: Any, preset: Preset, setting: AdaptiveSetting, seed: int,

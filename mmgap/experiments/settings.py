@@ -17,6 +17,7 @@ from mmgap.config import GAPS, MIXTURES, ConfigError, Preset, get_preset
 from mmgap.data.manifest import TIERS
 from mmgap.losses import AdaptiveLossConfig
 
+
 TABLES = ("III", "IV", "V", "VI")
 
 
@@ -168,13 +169,20 @@ class PlanRow:
     setting: AdaptiveSetting
 
 
-def ablation_plan(tables: Sequence[str], base: AdaptiveSetting) -> list[PlanRow]:
-    """The rows of Tables III-VI asked for, each mapped to its adaptive setting (base = the full model)."""
+def ordered_tables(tables: Sequence[str]) -> list[str]:
+    """The tables asked for in the paper's order; ConfigError for an empty list or an unknown name."""
+    if isinstance(tables, str) or not isinstance(tables, (list, tuple)) or not tables:
+        raise ConfigError(f"tables={tables!r}: expected a non-empty list drawn from {list(TABLES)}")
     unknown = [t for t in tables if t not in TABLES]
     if unknown:
-        raise ConfigError(f"tables={list(tables)!r}: unknown {unknown}; choose from {list(TABLES)}")
+        raise ConfigError(f"tables={tables!r}: unknown {unknown}; choose from {list(TABLES)} (Roman numerals)")
+    return [t for t in TABLES if t in tables]
+
+
+def ablation_plan(tables: Sequence[str], base: AdaptiveSetting) -> list[PlanRow]:
+    """The rows of Tables III-VI asked for, each mapped to its adaptive setting (base = the full model)."""
     plan: list[PlanRow] = []
-    for table in (t for t in TABLES if t in tables):
+    for table in ordered_tables(tables):
         if table == "III":
             plan += [PlanRow(table, label, dataclasses.replace(base, ablation=name))
                      for name, label in ABLATION_ROWS]
@@ -213,6 +221,14 @@ def setting_preset(preset: Preset, setting: AdaptiveSetting, adam_lr: float | No
         defaults = get_preset(preset.name).train
         run_preset = run_preset.with_overrides(**{f: getattr(defaults, f) for f in CONTROL_RESET})
     return run_preset
+
+
+def setting_warmup_preset(preset: Preset, setting: AdaptiveSetting, adam_lr: float | None = None) -> Preset:
+    """The preset of the warm-up a setting starts from (Adam rows: an Adam warm-up at Adam's rate)."""
+    adam_lr = adam_lr_for(preset) if adam_lr is None else adam_lr
+    if setting.optimizer == "adam":
+        return preset.with_overrides(optimizer="adam", lr=adam_lr)
+    return preset.with_overrides(optimizer=setting.optimizer)
 
 
 def loss_config(run_preset: Preset, setting: AdaptiveSetting) -> Any:

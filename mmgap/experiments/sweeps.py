@@ -27,7 +27,6 @@ from mmgap.experiments.runs import (
     methods_root,
     purify_one,
     run_adaptive,
-    setting_warmup_preset,
     warmup_dir,
     warmup_is_compatible,
     warmup_preset,
@@ -43,9 +42,11 @@ from mmgap.experiments.settings import (
     control_setting,
     distinct_settings,
     method_label,
+    setting_warmup_preset,
     table_ii_epochs,
 )
-from mmgap.experiments.workers import run_jobs
+from mmgap.experiments.workers import Job, run_jobs
+
 
 def run_arms(
     cache: Any, preset: Preset, setting: AdaptiveSetting, seed: int, device: str = "auto",
@@ -67,7 +68,7 @@ def run_arms(
     return row, row_c
 
 
-def _warmup_jobs(pairs: Iterable[tuple[Preset, int]], device: str) -> list[tuple[str, dict[str, Any]]]:
+def _warmup_jobs(pairs: Iterable[tuple[Preset, int]], device: str) -> list[Job]:
     """One ensure_warmup job per distinct (warm-up preset, seed), run first: runs never race for one."""
     seen: dict[tuple[str, int], tuple[str, dict[str, Any]]] = {}
     for warm, seed in pairs:

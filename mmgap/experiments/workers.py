@@ -19,6 +19,7 @@ from mmgap.trainer import resolve_device
 Job = tuple[Callable[..., Any], dict[str, Any]]
 """A run to do: a module-level function (picklable by name) and its keyword arguments (without cache, log)."""
 
+
 def default_workers(device: str = "auto") -> int:
     """Runs at once: one per CPU core (at most 4) on the CPU, one on a GPU (a single process uses it best)."""
     if resolve_device(device).type != "cpu":
@@ -56,6 +57,9 @@ def run_jobs(
     cache: Any, jobs: Sequence[Job], workers: int = 1, log: Any = print, desc: str = "runs",
 ) -> list[Any]:
     """Run ``(function, kwargs)`` jobs on `workers` processes; results in job order.
+
+    A function must be importable by name (defined at module level in a module, not in a notebook), since
+    spawned workers receive it by reference.
 
     Each run is seeded on its own, so results do not depend on which worker ran it or when. Workers need a
     cache on disk (they load it by path); an in-memory cache runs serially.

@@ -84,7 +84,7 @@ if "reset_optimizer" in overrides and not isinstance(reset_optimizer, bool):
     raise ConfigError(f"reset_optimizer={reset_optimizer!r} must be True or False (or None for the preset's value)")
 cfg = get_preset(preset, **overrides)  # ConfigError names any out-of-range value (rho 1.5, gap foo, ...)
 t = cfg.train
-adam_lr = experiments.adam_lr_for(cfg)  # the presets' SGD rates make Adam diverge (see mmgap.experiments)
+adam_lr = experiments.adam_lr_for(cfg)  # the presets' SGD rates make Adam diverge (see mmgap.experiments.settings.ADAM_LR_RATIO)
 print(f"dataset={dataset}, preset={cfg.name}, seed={seed}, device={device}")
 print(f"Eq. 11: rho={t.rho}, alpha={t.alpha}, beta={t.beta}, gamma={t.gamma}, gap={t.gap}, mixture={t.mixture}, "
       f"posterior={t.posterior}, refit_every={t.refit_every}, optimizer={t.optimizer} "
