@@ -171,6 +171,35 @@ def test_jupytext_sync_carries_a_notebook_edit_back_to_its_source(tmp_path: Path
     assert all(c.outputs == [] for c in back.cells if c.cell_type == "code")
 
 
+def test_jupyterlab_saves_either_side_of_a_pair(tmp_path: Path) -> None:
+    """JupyterLab's contents manager with jupytext (what `make lab` runs): saving the notebook writes its source,
+    and opening and saving the source writes the notebook, without outputs."""
+    import shutil
+
+    from jupyter_server.services.contents.largefilemanager import LargeFileManager
+
+    try:
+        from jupytext.sync_contentsmanager import build_sync_jupytext_contents_manager_class as build
+    except ImportError:  # older jupytext
+        from jupytext.contentsmanager import build_jupytext_contents_manager_class as build
+    (tmp_path / "src").mkdir()
+    shutil.copy(NB_DIR / "jupytext.toml", tmp_path)
+    shutil.copy(NB_DIR / "03_gap_fitting.ipynb", tmp_path)
+    shutil.copy(NB_DIR / "src" / "03_gap_fitting.py", tmp_path / "src")
+    cm = build(LargeFileManager)(root_dir=str(tmp_path))
+    model = cm.get("03_gap_fitting.ipynb")
+    model["content"]["cells"][0]["source"] += "\n\nSaved from the notebook."
+    cm.save(model, "03_gap_fitting.ipynb")
+    assert "# Saved from the notebook." in (tmp_path / "src" / "03_gap_fitting.py").read_text(encoding="utf-8")
+    model = cm.get("src/03_gap_fitting.py")
+    assert model["type"] == "notebook"
+    model["content"]["cells"][0]["source"] += "\n\nSaved from the source."
+    cm.save(model, "src/03_gap_fitting.py")
+    nb = nbformat.read(tmp_path / "03_gap_fitting.ipynb", as_version=4)
+    assert nb.cells[0].source.endswith("Saved from the notebook.\n\nSaved from the source.")
+    assert all(c.outputs == [] for c in nb.cells if c.cell_type == "code")
+
+
 def test_adaptive_notebook_has_the_method_parameters() -> None:
     import papermill as pm
 

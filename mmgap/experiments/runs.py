@@ -241,12 +241,17 @@ def run_adaptive(
     return {**row, "reused": False}
 
 
+def _cell_dir(root: str | Path, tag: str, preset: Preset, cache: Any, epochs: int, seed: int) -> Path:
+    """``<root>/<tag>-<hash of the preset, the data and the epochs>/seed<k>``: one folder per distinct run."""
+    return Path(root) / f"{tag}-{_digest(preset.to_dict(), cache_id(cache), epochs)}" / f"seed{seed}"
+
+
 def purify_one(
     cache: Any, preset: Preset, seed: int, tau: float, root: str | Path, epochs: int, device: str = "auto",
     fresh: bool = False, log: Any = print,
 ) -> dict[str, Any]:
     """One Table VII cell: fine-tune seed's warm-up (Eq. 10) on rows with w0 ≥ τ (τ = 0: all rows)."""
-    run = Path(root) / f"tau{tau:g}-{_digest(preset.to_dict(), cache_id(cache), epochs)}" / f"seed{seed}"
+    run = _cell_dir(root, f"tau{tau:g}", preset, cache, epochs, seed)
     label = PURIFICATION_CONTROL if tau == 0.0 else f"≥ {tau:.0%}"
     if is_finished(run) and not fresh:
         return {**_load_result(run), "reused": True}
@@ -279,7 +284,7 @@ def baseline_one(
     fresh: bool = False, log: Any = print,
 ) -> dict[str, Any]:
     """One Table II cell of a baseline: `mmgap.baselines.get(method)` trained for `epochs` (val-selected)."""
-    run = Path(root) / f"{method}-{_digest(preset.to_dict(), cache_id(cache), epochs)}" / f"seed{seed}"
+    run = _cell_dir(root, method, preset, cache, epochs, seed)
     if is_finished(run) and not fresh:
         return {**_load_result(run), "reused": True}
     t0 = time.perf_counter()
