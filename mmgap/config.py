@@ -63,8 +63,8 @@ class TrainConfig:
     adaptive_epochs: int = 70      # stage 2 (Eq. 11)
     finetune_epochs: int = 10      # data purification fine-tuning (Table VII)
     refit_every: int = 1           # refit the mixture every K adaptive epochs
-    gap_source: str = "eval"       # refit on an eval-mode pass over the training set ("eval": the paper's
-                                   # procedure, about 1/3 of an epoch) or, a cheaper approximation, on the gaps
+    gap_source: str = "eval"       # refit on an eval-mode pass over the training set ("eval": our reading of
+                                   # the paper's aggregation over all training samples, about 1/3 of an epoch) or, a cheaper approximation, on the gaps
                                    # recorded in the previous epoch's training steps ("train", free)
     posterior: str = "eq9"         # "eq9": Eq. 9 as printed | "monotone": w1 held at its max beyond μ1
     rho: float = 0.95              # annealing λ_t = ρ^epoch, ρ in (0, 1]

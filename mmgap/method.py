@@ -1,17 +1,24 @@
 """The paper's method, in the paper's order: open it beside the paper.
 
-- gaps over the training set (Eq. 5-6), z-scored (Eq. 7), a two-component mixture (Eq. 8) and the
-  posteriors w0, w1 of each clip (Eq. 9): `fit_gaps`, `gap_snapshot`;
+- the gaps of every training clip (Eq. 5-6, from `mmgap.gap.compute_gap`), z-scored (Eq. 7), a
+  two-component mixture (Eq. 8) and the posteriors w0, w1 of each clip (Eq. 9): `fit_gaps`, `gap_snapshot`;
 - stage 1, the warm-up loss (Eq. 10): `WarmupStrategy`, `run_warmup`;
 - stage 2, the adaptive loss (Eq. 11) with the mixture refitted every `refit_every` epochs:
   `AdaptiveStrategy`;
-- the two stages chained: `run_two_stage`; its control arm (Eq. 10 continued for the same epochs):
-  `run_control`;
-- data purification (Table VII): `finetune` on the clips with w0 ≥ τ.
+- the two stages chained: `run_two_stage`;
+- data purification (Table VII): `finetune` on the clips with w0 ≥ τ;
+- not in the paper: `run_control`, the warm-up loss continued from the same warm-up for the adaptive
+  stage's epochs, so that what Eq. 11 adds is told apart from training longer.
 
-The equations themselves live one level down (`mmgap.gap`, `mmgap.mixture`, `mmgap.losses`); each stage is
-a `mmgap.strategy.Strategy` run by the generic `mmgap.trainer.Trainer` (loop, evaluation, checkpoints,
-resume), which does not import this module.
+Elsewhere: Eq. 1-2 (logit split) `mmgap.models.AVClassifier`; Eq. 3-4 `mmgap.gap.true_class_prob`,
+`mmgap.losses.per_sample_ce`; Eq. 5-7 `mmgap.gap` (`prob_gap`, `kl_gap`, `zscore`, `pick_dominant` for the
+dominant modality); Eq. 8-9 `mmgap.mixture` (`fit_mixture`, `MixtureFit.balanced`: the component near
+zero); Eq. 10-12 `mmgap.losses` (`warmup_loss`, `adaptive_loss`, `gap_penalty`, λ_t = ρ^epoch
+`annealing`); Table III `AdaptiveLossConfig.ablation`; Tables IV-VI the preset's `optimizer` /
+`reset_optimizer`, `mixture` / `gap` and `rho` (`mmgap.config.TrainConfig`).
+
+Each stage is a `mmgap.strategy.Strategy` run by the generic `mmgap.trainer.Trainer` (loop, evaluation,
+checkpoints, resume), which does not import this module.
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ GAP_HIST_EDGES: tuple[float, ...] = tuple(float(x) for x in np.linspace(-4.0, 4.
 """Fixed bin edges (z-score units) of the per-epoch ĝ histogram; values outside are clipped into the end bins."""
 
 
-# -------------------------------------------------- gaps and mixture over the training set: Eq. 5-9
+# ------------------------------------- z-scored gaps, mixture and posteriors: Eq. 7-9 (gaps: Eq. 5-6)
 
 
 def fit_gaps(
@@ -54,8 +61,9 @@ def fit_gaps(
     """Raw gaps of cache rows `idx` -> z-score (Eq. 7) -> mixture (Eq. 8) -> w0, w1 (Eq. 9), with a summary.
 
     Returns ``(fit, mean, std, w0, w1, info)``; `info` holds the fit, BIC of 1 vs 2 components, the
-    ĝ histogram, the location-labelled weight and means in raw units (``pi1``, ``mu0_raw``,
-    ``mu1_raw``), and, where the cache has ground truth, the AUROC of w1 and the mean gap and w1 per tier.
+    ĝ histogram, the balanced mean in z-score units (``mu0``), the imbalanced component's weight (``pi1``),
+    both means in raw gap units (``mu0_raw``, ``mu1_raw``), and, where the cache has ground truth, the AUROC
+    of w1 and the mean gap and w1 per tier.
     """
     g_hat, mean, std = zscore(g)
     fit = fit_mixture(g_hat, family, seed=seed)  # warns when the balanced component is ambiguous
@@ -107,20 +115,6 @@ def gap_snapshot(trainer: TrainerView, gap: str = "prob", family: str = "gmm", d
     return {**info, "dominant": dominant}
 
 
-def _split_rows_t(trainer: TrainerView) -> torch.Tensor:
-    """Training rows of the cache as a tensor on the trainer's device."""
-    return torch.as_tensor(split_rows(trainer.cache, "train"), device=trainer.device)
-
-
-def _auroc(flags: np.ndarray, score: np.ndarray) -> float | None:
-    """AUROC of `score` against ground-truth imbalance flags (None when only one class is present)."""
-    from sklearn.metrics import roc_auc_score
-
-    flags = flags.astype(bool)
-    if flags.all() or not flags.any():
-        return None
-    return float(roc_auc_score(flags, score))
-
 # ------------------------------------------------------------- stage 1, Eq. 10, and stage 2, Eq. 11
 
 
@@ -138,10 +132,11 @@ class AdaptiveStrategy(Strategy):
     """Stage 2: the sample-level adaptive loss, Eq. (11), with the mixture refitted every `refit_every` epochs.
 
     At a refit (the first adaptive epoch, then every `refit_every`-th): raw gaps over the whole training set
-    in an eval-mode pass (Eq. 5 or 6: the paper aggregates the gaps of all training samples, as in DivideMix-
-    style sample separation), z-scored (Eq. 7), a two-component mixture (Eq. 8), posteriors w0, w1 per sample
-    stored by cache row (Eq. 9; ``posterior="monotone"`` holds w1 at its maximum beyond the imbalanced mean,
-    see mmgap.mixture), and the balanced mean in raw gap units μ_raw = μ_g + σ_g·μ0 for Eq. 11.
+    in an eval-mode pass (Eq. 5 or 6; the paper "aggregate[s] the modality gaps of all training samples" and
+    does not say in which mode: the eval pass is this code's reading), z-scored (Eq. 7), a two-component
+    mixture (Eq. 8), posteriors w0, w1 per sample stored by cache row (Eq. 9; ``posterior="monotone"`` holds
+    w1 at its maximum beyond the imbalanced mean, see mmgap.mixture), and the balanced mean back in raw gap
+    units, μ_raw = μ_g + σ_g·μ0, as Eq. 11's u0 (the paper does not say which units: this code's reading).
     ``gap_source="train"`` is a cheaper approximation: it refits on the gaps recorded during the previous
     epoch's training steps (free, but gaps of augmented inputs under train-mode BatchNorm, from a model that
     moved during the epoch, one epoch stale); an eval pass still serves the first refit.
@@ -276,6 +271,7 @@ class AdaptiveStrategy(Strategy):
         if "train_gap" in state and self._train_gap is not None:
             self._train_gap, self._seen = state["train_gap"].to(device), state["seen"].to(device)
 
+
 # ----------------------------------------- entry points: the two stages, the control arm, Table VII
 
 
@@ -330,36 +326,6 @@ def run_two_stage(
                                 posterior=t.posterior)
     res = tr.fit(strategy, t.adaptive_epochs, "adaptive", reset_optimizer=t.reset_optimizer)
     return _second_stage_result(tr, res, cfg.gap, strategy.dominant, seed, return_trainer)
-
-
-def _second_stage_result(tr: Trainer, res: dict[str, Any], gap: str, dominant: str, seed: int,
-                         return_trainer: bool) -> dict[str, Any]:
-    """What `run_two_stage` and `run_control` return: the selected epoch, the warm-up's best and last
-    epochs, the stage's last epoch, the mixture of the last model, history and timings."""
-    t, stage = tr.preset.train, res["stage"]
-    result = {
-        **best_summary(res),
-        "warmup": best_row_summary(tr.history, "warmup"),
-        "warmup_last": last_row_summary(tr.history, "warmup"),
-        "last": last_row_summary(tr.history, stage),
-        "gaps_end": gap_snapshot(tr, gap, t.mixture, dominant, seed, t.posterior),
-        "history": tr.history,
-        "timings": {**stage_timings(tr.history, "warmup"), **stage_timings(tr.history, stage)},
-        "run_dir": str(tr.run_dir),
-        "seed": seed,
-        "device": str(tr.device),
-    }
-    if return_trainer:
-        result["trainer"] = tr
-    return result
-
-
-def _start_from_warmup(tr: Trainer, warmup_ckpt: str | Path) -> None:
-    """Load a completed warm-up checkpoint into a fresh trainer (weights, counters, warm-up history)."""
-    tr.resume(warmup_ckpt, check_preset="model")
-    tr.history = [r for r in tr.history if r["stage"] == "warmup"]
-    if tr.stage != "warmup" or not tr.stage_complete():
-        raise ValueError(f"{warmup_ckpt} is not a completed warm-up checkpoint (stage {tr.stage!r})")
 
 
 def run_control(
@@ -446,3 +412,51 @@ def finetune(
                 for t in TIERS}
     return {**best_summary(res), **kept, "tau": tau, "subset_size": int(subset.size), "train_size": int(train_rows.size),
             "mixture": sel.info.get("mixture"), "history": tr.history, "run_dir": str(tr.run_dir), "seed": seed}
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def _split_rows_t(trainer: TrainerView) -> torch.Tensor:
+    """Training rows of the cache as a tensor on the trainer's device."""
+    return torch.as_tensor(split_rows(trainer.cache, "train"), device=trainer.device)
+
+
+def _auroc(flags: np.ndarray, score: np.ndarray) -> float | None:
+    """AUROC of `score` against ground-truth imbalance flags (None when only one class is present)."""
+    from sklearn.metrics import roc_auc_score
+
+    flags = flags.astype(bool)
+    if flags.all() or not flags.any():
+        return None
+    return float(roc_auc_score(flags, score))
+
+
+def _second_stage_result(tr: Trainer, res: dict[str, Any], gap: str, dominant: str, seed: int,
+                         return_trainer: bool) -> dict[str, Any]:
+    """What `run_two_stage` and `run_control` return: the selected epoch, the warm-up's best and last
+    epochs, the stage's last epoch, the mixture of the last model, history and timings."""
+    t, stage = tr.preset.train, res["stage"]
+    result = {
+        **best_summary(res),
+        "warmup": best_row_summary(tr.history, "warmup"),
+        "warmup_last": last_row_summary(tr.history, "warmup"),
+        "last": last_row_summary(tr.history, stage),
+        "gaps_end": gap_snapshot(tr, gap, t.mixture, dominant, seed, t.posterior),
+        "history": tr.history,
+        "timings": {**stage_timings(tr.history, "warmup"), **stage_timings(tr.history, stage)},
+        "run_dir": str(tr.run_dir),
+        "seed": seed,
+        "device": str(tr.device),
+    }
+    if return_trainer:
+        result["trainer"] = tr
+    return result
+
+
+def _start_from_warmup(tr: Trainer, warmup_ckpt: str | Path) -> None:
+    """Load a completed warm-up checkpoint into a fresh trainer (weights, counters, warm-up history)."""
+    tr.resume(warmup_ckpt, check_preset="model")
+    tr.history = [r for r in tr.history if r["stage"] == "warmup"]
+    if tr.stage != "warmup" or not tr.stage_complete():
+        raise ValueError(f"{warmup_ckpt} is not a completed warm-up checkpoint (stage {tr.stage!r})")

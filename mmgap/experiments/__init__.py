@@ -18,10 +18,11 @@ Rows are plain dicts with the test-split metrics of the validation-selected epoc
 (macro-F1), ``acc_a``, ``acc_v`` (per-modality accuracy of the logits of Eq. 2), all fractions in [0, 1].
 
 Work is shared wherever the paper's tables overlap:
-- one warm-up (Eq. 10) per training seed serves every adaptive run (Tables III-VI, VII and "ours" in II);
+- one warm-up (Eq. 10) per training seed serves every adaptive and fine-tuning run (Tables III-VI, VII and
+  "ours" in II);
   Adam rows of Table IV start from an Adam warm-up, since "same state" carries the warm-up's optimizer state;
 - a distinct adaptive setting runs once per seed even when several tables list it (the full model of
-  Table III is SGD-reset of IV, GMM(Prob) of V and ρ = 0.95 of VI);
+  Table III is SGD-reset of IV, GMM(Prob) of V and the preset's ρ, 0.95, of VI);
 - a finished run whose settings are identical is reused (its folder name holds a hash of every setting), so
   re-executing a notebook only trains what changed; ``fresh=True`` retrains.
 """
