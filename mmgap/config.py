@@ -20,6 +20,7 @@ DEVICES = ("auto", "cpu", "cuda")
 DOMINANT = ("audio", "visual", "auto")
 GAP_SOURCES = ("eval", "train")
 POSTERIORS = ("eq9", "monotone")
+LR_SCHEDULES = ("none", "step")
 
 
 class ConfigError(ValueError):
@@ -59,6 +60,10 @@ class TrainConfig:
     lr: float = 2e-3               # the paper: SGD, momentum 0.9, lr 2e-3
     momentum: float = 0.9
     weight_decay: float = 1e-4
+    lr_schedule: str = "none"      # "none" (constant) | "step": lr x lr_decay every lr_step epochs (StepLR), counted
+                                   # over the whole run (both stages); see lr_at and mmgap.cards for each method's
+    lr_step: int = 70              # epochs between decays of the "step" schedule
+    lr_decay: float = 0.1          # factor of each decay
     warmup_epochs: int = 30        # stage 1 (Eq. 10)
     adaptive_epochs: int = 70      # stage 2 (Eq. 11)
     finetune_epochs: int = 10      # data purification fine-tuning (Table VII)
@@ -146,6 +151,10 @@ def validate(preset: Preset) -> Preset:
     _check(t.lr > 0, "lr", t.lr, "a positive learning rate")
     _check(0.0 <= t.momentum < 1.0, "momentum", t.momentum, "a value in [0, 1)")
     _check(t.weight_decay >= 0, "weight_decay", t.weight_decay, "a non-negative value")
+    _check(t.lr_schedule in LR_SCHEDULES, "lr_schedule", t.lr_schedule, f"one of {LR_SCHEDULES}")
+    _check(isinstance(t.lr_step, int) and not isinstance(t.lr_step, bool) and t.lr_step >= 1, "lr_step", t.lr_step,
+           "an integer >= 1 (epochs between decays)")
+    _check(0.0 < t.lr_decay <= 1.0, "lr_decay", t.lr_decay, "a factor in (0, 1]")
     for name in ("warmup_epochs", "adaptive_epochs", "finetune_epochs"):
         v = getattr(t, name)
         _check(isinstance(v, int) and v >= 0, name, v, "a non-negative integer")
@@ -186,20 +195,40 @@ PRESETS: dict[str, Preset] = {
         train=TrainConfig(batch_size=64, lr=0.02, warmup_epochs=12, adaptive_epochs=8, finetune_epochs=4),
         seeds=(0, 1, 2),
     ),
-    # The paper's protocol: ResNet-18 from scratch, SGD momentum 0.9, lr 2e-3, batch 64; for a GPU.
+    # The paper's protocol: ResNet-18 from scratch, SGD momentum 0.9, initial lr 2e-3 (Section IV-B); batch 64,
+    # 30 + 70 epochs and the step decay are this project's choices (the paper gives none; mmgap.cards says why).
+    # Per-dataset values (rho from Table VI) come from PAPER_DATASET_DEFAULTS; for a GPU.
     "paper": Preset(
         name="paper",
         embedded=EmbeddedConfig(n_clips=6000, frame_size=64, frames_per_clip=6, fps=3, duration_s=2.0),
         model=ModelConfig(width=64, num_frames=3, image_size=224),
-        train=TrainConfig(),
+        train=TrainConfig(lr_schedule="step", lr_step=70, lr_decay=0.1),
         seeds=(0, 1, 2),
     ),
 }
 
+PAPER_DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
+    # Table VI: the best rho per dataset. Kinetics-Sounds ties at 72.61 for 0.90 and 0.80; 0.90 is the one whose
+    # figure Table II reports and the nearer to the other datasets' 0.95.
+    "crema_d": {"rho": 0.95},
+    "ave": {"rho": 0.95},
+    "kinetics_sounds": {"rho": 0.90},
+}
+"""The `paper` preset's per-dataset values (applied by ``get_preset("paper", dataset=...)`` before overrides)."""
 
-def get_preset(name: str, **overrides: Any) -> Preset:
-    """The preset called `name` with optional field overrides, validated."""
+
+def get_preset(name: str, dataset: str | None = None, **overrides: Any) -> Preset:
+    """The preset called `name` (with the `paper` preset's values for `dataset`), then field overrides, validated."""
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESET_NAMES)}")
     preset = PRESETS[name]
+    if name == "paper" and dataset in PAPER_DATASET_DEFAULTS:
+        overrides = {**PAPER_DATASET_DEFAULTS[dataset], **overrides}
     return preset.with_overrides(**overrides) if overrides else validate(preset)
+
+
+def lr_at(train: TrainConfig, epoch: int) -> float:
+    """Learning rate of global epoch `epoch` (0-based, counted over every stage of a run) under the schedule."""
+    if train.lr_schedule == "step":
+        return train.lr * train.lr_decay ** (epoch // train.lr_step)
+    return train.lr

@@ -132,6 +132,11 @@ def zscore(g: T) -> tuple[T, float, float]:
     return (g - mean) / std, mean, std
 
 
+def zscore_point(g: Any, mean: float, std: float) -> Any:
+    """A raw gap in the z-score units of a fitted set, ĝ = (g - μ_g) / σ_g (Eq. 7 with the set's μ_g, σ_g)."""
+    return (g - mean) / std
+
+
 def unzscore(g_hat: Any, mean: float, std: float) -> Any:
     """Back to raw gap units: g = ĝ · σ_g + μ_g (inverse of Eq. 7); works on floats, tensors and arrays."""
     return g_hat * std + mean

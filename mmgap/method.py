@@ -12,8 +12,8 @@
 
 Elsewhere: Eq. 1-2 (logit split) `mmgap.models.AVClassifier`; Eq. 3-4 `mmgap.gap.true_class_prob`,
 `mmgap.losses.per_sample_ce`; Eq. 5-7 `mmgap.gap` (`prob_gap`, `kl_gap`, `zscore`, `pick_dominant` for the
-dominant modality); Eq. 8-9 `mmgap.mixture` (`fit_mixture`, `MixtureFit.balanced`: the component near
-zero); Eq. 10-12 `mmgap.losses` (`warmup_loss`, `adaptive_loss`, `gap_penalty`, λ_t = ρ^epoch
+dominant modality); Eq. 8-9 `mmgap.mixture` (`fit_mixture`, `MixtureFit.balanced`: the component nearest
+a raw gap of 0); Eq. 10-12 `mmgap.losses` (`warmup_loss`, `adaptive_loss`, `gap_penalty`, λ_t = ρ^epoch
 `annealing`); Table III `AdaptiveLossConfig.ablation`; Tables IV-VI the preset's `optimizer` /
 `reset_optimizer`, `mixture` / `gap` and `rho` (`mmgap.config.TrainConfig`).
 
@@ -34,7 +34,7 @@ import torch
 from mmgap.checkpoint import from_json, load_safe, to_json
 from mmgap.config import Preset
 from mmgap.data.manifest import TIERS
-from mmgap.gap import compute_gap, pick_dominant, unzscore, zscore
+from mmgap.gap import compute_gap, pick_dominant, unzscore, zscore, zscore_point
 from mmgap.losses import AdaptiveLossConfig, adaptive_loss, warmup_loss
 from mmgap.mixture import TAILS, bic_single, fit_mixture
 from mmgap.strategy import Batch, Strategy, TrainerView
@@ -66,7 +66,8 @@ def fit_gaps(
     of w1 and the mean gap and w1 per tier.
     """
     g_hat, mean, std = zscore(g)
-    fit = fit_mixture(g_hat, family, seed=seed)  # warns when the balanced component is ambiguous
+    # the balanced component is the peak nearest a raw gap of 0 ("centered near zero", Section III-B)
+    fit = fit_mixture(g_hat, family, seed=seed, zero_at=float(zscore_point(0.0, mean, std)))
     w0, w1 = fit.posterior(g_hat, tail=posterior)
     bic1 = bic_single(g_hat, family, seed=seed)
     counts, _ = np.histogram(np.clip(g_hat.numpy(), GAP_HIST_EDGES[0], GAP_HIST_EDGES[-1]), bins=GAP_HIST_EDGES)

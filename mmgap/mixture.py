@@ -12,22 +12,28 @@ only; scipy fits single distributions), so those two EMs are written by hand bel
 Component order is canonical: components are sorted by location (ascending), so a fit does not depend on
 label switching. Which component is the *balanced* one is given by ``MixtureFit.balanced``:
 
-**Balanced-component rule: by location.** The paper's balanced component is "the primary peak concentrated
-around zero" (Section III-B), the imbalanced one the peak "deviating from zero" towards the dominant
-modality. Gaps are signed so that positive means the dominant modality is the more confident one, so the
-balanced component is the one with the *smaller* mean, whatever its weight; the imbalanced weight pi_1 may
-exceed 0.5 (the paper's "typically pi_0 > pi_1" is an observation, not a rule), and the labels stay the
-same from one refit to the next. When the two means are closer than ``AMBIGUITY_MARGIN`` (z-score units,
-a tenth of the gaps' std) the rule is ambiguous: an :class:`AmbiguousBalancedWarning` is emitted and the
-tie goes to the more concentrated component (smaller scale), the "peak" of the paper's description.
+**Balanced-component rule: nearest zero, in raw gap units.** The paper's balanced component is "the primary
+peak concentrated around zero" (Section III-B), the imbalanced one the peak "deviating from zero". Zero is a
+statement about the *raw* gap (both branches equally confident), not about the z-scored one, so a fit is
+told where a raw gap of 0 lies in z-score units, ``zero_at = -mu_g / sigma_g`` (Eq. 7 applied to 0;
+`mmgap.method.fit_gaps` passes it), and the balanced component is the one whose mean lies nearest to it,
+whatever its weight; the imbalanced weight pi_1 may exceed 0.5 (the paper's "typically pi_0 > pi_1" is an
+observation, not a rule). Where the dominant modality leads in every clip (gaps >= 0, the usual case) this
+is the component with the smaller mean; where a subgroup has the *other* branch ahead (raw gaps < 0), the
+component near zero stays balanced and the subgroup is the imbalanced one. Without ``zero_at`` (gaps with no
+raw origin) the smaller mean is taken, the same rule for gaps signed towards the dominant modality. When the
+two means are about equally far from zero (their distances differ by less than ``AMBIGUITY_MARGIN``, z-score
+units, a tenth of the gaps' std) the rule is ambiguous: an :class:`AmbiguousBalancedWarning` is emitted and
+the tie goes to the more concentrated component (smaller scale), the "peak" of the paper's description.
 
 **The posterior's far tail.** With unequal scales, Eq. (9) as printed is not monotone in the gap: beyond
 the imbalanced mean, the wider component's density eventually dominates again, so when the balanced
 component is the wider one the *most* imbalanced clips get w1 -> 0. ``posterior(..., tail="eq9")`` (the
 default) keeps the paper's formula; ``tail="monotone"`` makes it monotone in the gap, anchored at the
-balanced mean: above it, w1 is the running maximum of Eq. (9) (so it is held at its maximum beyond the
-imbalanced mean), below it the running minimum. Positive gaps mean the dominant modality is the more
-confident one, so w1 grows to the right whichever component the tie-break named balanced.
+balanced mean: walking towards the imbalanced component, w1 is the running maximum of Eq. (9) (so it is
+held at its maximum beyond the imbalanced mean), walking away from it the running minimum. Without
+``zero_at``, positive gaps mean the dominant modality is the more confident one, so w1 grows to the right
+whichever component the tie-break named balanced.
 """
 
 from __future__ import annotations
@@ -50,7 +56,8 @@ FAMILIES: tuple[str, ...] = ("gmm", "smm", "lmm")
 MIN_SAMPLES = 4
 """Fewest gaps accepted by a fit (two components need at least two points each to be identifiable)."""
 AMBIGUITY_MARGIN = 0.1
-"""Means closer than this (z-score units) make the location rule ambiguous (a warning, then the scale tie-break)."""
+"""Means whose distances to zero differ by less than this (z-score units) make the location rule ambiguous
+(a warning, then the scale tie-break)."""
 TAILS: tuple[str, ...] = ("eq9", "monotone")
 """Posterior forms: Eq. (9) as printed, or Eq. (9) held at its extremes beyond the component means."""
 _TAIL_GRID = 4001
@@ -127,20 +134,32 @@ def _log_pdf(family: str, x: np.ndarray, loc: np.ndarray, scale: np.ndarray, dof
     return stats.laplace.logpdf(xx, loc=loc, scale=scale)
 
 
-def _pick_balanced(means: np.ndarray, scales: np.ndarray) -> int:
-    """Index of the balanced component: the smaller mean; when the means tie, the smaller scale (warned)."""
-    if abs(float(means[1] - means[0])) < AMBIGUITY_MARGIN:
+def _distance_to_zero(means: np.ndarray, zero_at: float | None) -> np.ndarray:
+    """How far each mean lies from a raw gap of 0 (z-score units); without `zero_at`, the mean itself (smaller wins)."""
+    return np.asarray(means, dtype=np.float64) if zero_at is None else np.abs(np.asarray(means) - zero_at)
+
+
+def _location_tie(means: np.ndarray, zero_at: float | None) -> bool:
+    """Whether the two means are too close to call (their distances to zero differ by < AMBIGUITY_MARGIN)."""
+    d = _distance_to_zero(means, zero_at)
+    return abs(float(d[1] - d[0])) < AMBIGUITY_MARGIN
+
+
+def _pick_balanced(means: np.ndarray, scales: np.ndarray, zero_at: float | None = None) -> int:
+    """Index of the balanced component: the mean nearest a raw gap of 0; on a tie, the smaller scale (warned)."""
+    if _location_tie(means, zero_at):
         choice = int(np.argmin(scales))
+        where = "the smaller mean" if zero_at is None else f"the mean nearest a raw gap of 0 (z = {zero_at:.3f})"
         warnings.warn(
-            f"mixture means {means[0]:.3f} and {means[1]:.3f} differ by less than {AMBIGUITY_MARGIN} (z-score "
-            f"units): the 'balanced = smaller mean' rule is ambiguous; taking component {choice}, the more "
-            f"concentrated one (scale {scales[choice]:.3f}). The gap may not be bimodal yet: check the BIC of 1 "
-            "vs 2 components (bimodality()) or warm up longer.",
+            f"mixture means {means[0]:.3f} and {means[1]:.3f} are too close to call (z-score units, margin "
+            f"{AMBIGUITY_MARGIN}): the 'balanced = {where}' rule is ambiguous; taking component {choice}, the "
+            f"more concentrated one (scale {scales[choice]:.3f}). The gap may not be bimodal yet: check the BIC "
+            "of 1 vs 2 components (bimodality()) or warm up longer.",
             AmbiguousBalancedWarning,
             stacklevel=3,
         )
         return choice
-    return int(np.argmin(means))
+    return int(np.argmin(_distance_to_zero(means, zero_at)))
 
 
 @dataclass(frozen=True, eq=False)
@@ -149,8 +168,8 @@ class MixtureFit:
 
     Components are sorted by location. ``scales`` are standard deviations for ``"gmm"`` and the scale
     parameters of the Student-t / Laplace for ``"smm"`` / ``"lmm"``; ``dof`` is set for ``"smm"`` only.
-    ``balanced`` is the index of the balanced component (smaller mean; see the module docstring for the
-    tie rule), ``loglik`` the total log-likelihood, ``bic = -2 loglik + p log n``. ``loglik_trace`` is the
+    ``balanced`` is the index of the balanced component (the mean nearest ``zero_at``, where a raw gap of 0
+    lies in z-score units, or the smaller mean without it; see the module docstring for the tie rule), ``loglik`` the total log-likelihood, ``bic = -2 loglik + p log n``. ``loglik_trace`` is the
     total log-likelihood before each EM step and at the end (``loglik_trace[-1] == loglik``); for ``"gmm"`` it
     comes from scikit-learn's ``lower_bounds_`` (scikit-learn >= 1.7; otherwise only the final value).
     """
@@ -167,6 +186,7 @@ class MixtureFit:
     converged: bool
     n_iter: int
     loglik_trace: tuple[float, ...] = field(default=())
+    zero_at: float | None = None
 
     def __post_init__(self) -> None:
         _check_family(self.family)
@@ -206,7 +226,17 @@ class MixtureFit:
     @property
     def ambiguous(self) -> bool:
         """Whether the two means are too close to name the balanced component by location."""
-        return abs(float(self.means[1] - self.means[0])) < AMBIGUITY_MARGIN
+        return _location_tie(self.means, self.zero_at)
+
+    @property
+    def towards_imbalanced(self) -> float:
+        """+1 or -1: the direction of the gap axis in which w1 grows (towards the imbalanced mean).
+
+        Without ``zero_at`` always +1 (gaps are signed so that positive favours the dominant modality).
+        """
+        if self.zero_at is None:
+            return 1.0
+        return 1.0 if self.means[self.imbalanced] >= self.means[self.balanced] else -1.0
 
     def _log_odds(self, x: np.ndarray) -> np.ndarray:
         """log(w1 / w0) of Eq. (9) at `x`: monotone in w1 and free of the underflow of w1 itself far out."""
@@ -214,7 +244,8 @@ class MixtureFit:
         return lp[..., self.imbalanced] - lp[..., self.balanced]
 
     def _turns(self, direction: float) -> tuple[np.ndarray, np.ndarray]:
-        """Where log(w1/w0) has a local maximum (direction +1, right of mu0) or minimum (-1, left of mu0).
+        """Where log(w1/w0) turns walking from mu0 in `direction`: local maxima towards the imbalanced mean,
+        local minima away from it.
 
         Returns the positions walking away from mu0, with mu0 itself first, and the log-odds there. A grid
         of `_TAIL_GRID` points out to `_TAIL_REACH` component scales finds the turns; a bounded 1-D search
@@ -223,22 +254,24 @@ class MixtureFit:
         mu_b = float(self.means[self.balanced])
         reach = _TAIL_REACH * float(np.max(self.scales)) + abs(float(self.means[1] - self.means[0]))
         grid = mu_b + direction * np.linspace(0.0, reach, _TAIL_GRID)
-        odds = direction * self._log_odds(grid)  # walking away from mu0, look for local maxima of this
+        sign = direction * self.towards_imbalanced  # +1: w1 should grow on this side; -1: it should fall
+        odds = sign * self._log_odds(grid)  # walking away from mu0, look for local maxima of this
         turns = np.flatnonzero((np.diff(odds[:-1]) > 0) & (np.diff(odds[1:]) <= 0)) + 1
         pos = [mu_b]
         for k in turns:
             lo, hi = sorted((grid[k - 1], grid[k + 1]))
-            res = optimize.minimize_scalar(lambda v: -direction * float(self._log_odds(np.array(v))),
+            res = optimize.minimize_scalar(lambda v: -sign * float(self._log_odds(np.array(v))),
                                            bounds=(lo, hi), method="bounded", options={"xatol": 1e-10})
             # a Laplace log-odds has its kinks at the component means: a search cannot land on them exactly
             cands = np.array([res.x, grid[k], *[m for m in self.means if lo <= m <= hi]], dtype=np.float64)
-            pos.append(float(cands[np.argmax(direction * self._log_odds(cands))]))
+            pos.append(float(cands[np.argmax(sign * self._log_odds(cands))]))
         pos_arr = np.asarray(pos)
         return pos_arr, self._log_odds(pos_arr)
 
     def tail_bounds(self) -> tuple[float, float]:
-        """Where Eq. (9) first turns, walking away from mu0: (first minimum of w1 below mu0, first maximum above).
+        """Where Eq. (9) first turns, walking away from mu0: (first turn below mu0, first turn above).
 
+        A turn is a maximum of w1 on the imbalanced component's side and a minimum on the other side.
         +-inf when it never turns. Between the two, Eq. (9) increases with the gap and the monotone form
         equals it; ``posterior(..., tail="monotone")`` holds w1 beyond them.
         """
@@ -255,10 +288,11 @@ class MixtureFit:
         return cached
 
     def _monotone_log_odds(self, x: np.ndarray) -> np.ndarray:
-        """log(w1/w0) made monotone: its running maximum from mu0 up to x, or running minimum from mu0 down to x.
+        """log(w1/w0) made monotone: its running maximum from mu0 towards the imbalanced mean, its running
+        minimum from mu0 the other way.
 
         Exact: on a piecewise-monotone function, the maximum over [mu0, x] is at x, at mu0 or at a local
-        maximum in between, so it is max(L(x), the largest turn value at or before x) (mirrored on the left).
+        maximum in between, so it is max(L(x), the largest turn value at or before x) (mirrored on the other side).
         """
         odds = self._log_odds(x)
         mu_b = float(self.means[self.balanced])
@@ -267,17 +301,19 @@ class MixtureFit:
             side = x >= mu_b if direction > 0 else x < mu_b
             if not np.any(side):
                 continue
-            run = np.maximum.accumulate(direction * val)  # best so far, walking away from mu0
+            sign = direction * self.towards_imbalanced
+            run = np.maximum.accumulate(sign * val)  # best so far, walking away from mu0
             k = np.searchsorted(direction * pos, direction * x[side], side="right") - 1
-            out[side] = direction * np.maximum(direction * odds[side], run[np.clip(k, 0, None)])
+            out[side] = sign * np.maximum(sign * odds[side], run[np.clip(k, 0, None)])
         return out
 
     def posterior(self, g_hat: Any, tail: str = "eq9") -> tuple[Any, Any]:
         """Posteriors (w0, w1) of the balanced / imbalanced component, Eq. (9); w0 + w1 = 1 (logsumexp).
 
-        ``tail="eq9"``: the paper's formula. ``tail="monotone"``: w1 never decreases with the gap: walking
-        up from the balanced mean it is held at the largest value Eq. (9) reached so far, walking down at the
-        smallest (see the module docstring); where Eq. (9) already increases, the two agree.
+        ``tail="eq9"``: the paper's formula. ``tail="monotone"``: w1 never decreases towards the imbalanced
+        component: walking that way from the balanced mean it is held at the largest value Eq. (9) reached so
+        far, walking the other way at the smallest (see the module docstring); where Eq. (9) already grows
+        that way, the two agree.
         Accepts numpy, a sequence or a torch tensor of any shape; returns numpy float64 arrays, or for a
         tensor input tensors of its floating dtype (float32 for integer input) on its device.
         """
@@ -312,6 +348,7 @@ class MixtureFit:
             "converged": bool(self.converged),
             "n_iter": int(self.n_iter),
             "loglik_trace": [float(v) for v in self.loglik_trace],
+            "zero_at": None if self.zero_at is None else float(self.zero_at),
         }
 
     @classmethod
@@ -326,6 +363,7 @@ class MixtureFit:
             loglik=float(d["loglik"]), bic=float(d["bic"]), n=int(d["n"]), balanced=int(d["balanced"]),
             converged=bool(d.get("converged", True)), n_iter=int(d.get("n_iter", 0)),
             loglik_trace=tuple(float(v) for v in d.get("loglik_trace", ())),
+            zero_at=None if d.get("zero_at") is None else float(d["zero_at"]),
         )
 
 
@@ -461,10 +499,12 @@ def _fit_gmm(x: np.ndarray, seed: int, max_iter: int, tol: float
     return weights, means, scales, loglik, bool(gm.converged_), int(gm.n_iter_), trace
 
 
-def fit_mixture(g_hat: Any, family: Family = "gmm", seed: int = 0, max_iter: int = 200, tol: float = 1e-6
-                ) -> MixtureFit:
+def fit_mixture(g_hat: Any, family: Family = "gmm", seed: int = 0, max_iter: int = 200, tol: float = 1e-6,
+                zero_at: float | None = None) -> MixtureFit:
     """Fit a two-component 1-D mixture to the z-scored gaps, Eq. (8), and name the balanced component.
 
+    `zero_at` is where a raw gap of 0 lies in z-score units (``-mu_g / sigma_g``): the balanced component is
+    the one whose mean is nearest to it (without it, the smaller mean; see the module docstring).
     `tol` bounds the change of the mean per-sample log-likelihood between EM steps (as in scikit-learn);
     hitting `max_iter` first emits a MixtureConvergenceWarning and returns the last iterate
     (``converged=False``). Fitting is deterministic for a given `seed`.
@@ -496,11 +536,13 @@ def fit_mixture(g_hat: Any, family: Family = "gmm", seed: int = 0, max_iter: int
     weights, means, scales = weights[order], means[order], scales[order]
     if dof is not None:
         dof = dof[order]
-    balanced = _pick_balanced(means, scales)
+    if zero_at is not None and not math.isfinite(zero_at):
+        raise ValueError(f"zero_at must be a finite z-score, got {zero_at!r}")
+    balanced = _pick_balanced(means, scales, zero_at)
     bic = -2.0 * loglik + _n_params(family, 2) * math.log(n)
     return MixtureFit(family=family, weights=weights, means=means, scales=scales, dof=dof, loglik=float(loglik),
                       bic=float(bic), n=n, balanced=balanced, converged=converged, n_iter=n_iter,
-                      loglik_trace=trace)
+                      loglik_trace=trace, zero_at=None if zero_at is None else float(zero_at))
 
 
 def bic_single(g_hat: Any, family: Family = "gmm", seed: int = 0, max_iter: int = 200, tol: float = 1e-6) -> float:

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from mmgap.checkpoint import from_json, load_safe, plain, save_atomic, to_json
-from mmgap.config import Preset
+from mmgap.config import Preset, lr_at
 from mmgap.data.manifest import TIERS
 from mmgap.metrics import MeanAccumulator, accuracy_by_group, evaluate_logits
 from mmgap.models import ModelOutput, build_model
@@ -474,6 +474,10 @@ class Trainer:
     def _run_epoch(self, strategy: Strategy, e: int, epochs: int, select_on: str, train_indices: Any) -> None:
         """One epoch of training, evaluation, history and checkpoints."""
         t0 = time.perf_counter()
+        # The rate is a pure function of the global epoch (no scheduler state): resume and the optimizer reset
+        # between stages need nothing more, and every parameter group (heads added in setup too) follows it.
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(self.preset.train, self.epoch)
         self.model.train()
         strategy.on_epoch_start(self, e)
         self.model.train()

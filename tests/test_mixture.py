@@ -363,3 +363,70 @@ def test_monotone_posterior_holds_the_first_peak_of_a_heavy_tailed_imbalanced_co
     assert np.all(np.diff(w1m) >= -1e-12)  # and the monotone form has none of it
     assert np.all((w1m >= w1 - 1e-12)[grid >= 0.0])  # never below Eq. 9 on the imbalanced side
     np.testing.assert_allclose(w1m[(grid >= 0) & (grid <= 2.0)], w1[(grid >= 0) & (grid <= 2.0)], atol=1e-12)
+
+
+# ----------------------------------------------- the balanced component is the one nearest a raw gap of 0
+
+
+def _visual_ahead_gaps(family: str, seed: int = 3) -> np.ndarray:
+    """Raw gaps: 70 % balanced clips near 0 (+0.05), 30 % whose *visual* branch leads (gaps near -0.6)."""
+    return _sample(family, n=3000, seed=seed, w=np.array([0.7, 0.3]), mu=np.array([0.05, -0.6]),
+                   s=np.array([0.06, 0.08]))
+
+
+@pytest.mark.parametrize("family", ["gmm", "smm", "lmm"])
+def test_a_visual_ahead_subgroup_is_imbalanced_not_balanced(family):
+    from mmgap.gap import zscore, zscore_point
+
+    g = _visual_ahead_gaps(family)
+    g_hat, mean, std = zscore(g)
+    old = _fit(family, g_hat)  # no raw origin: the smaller mean, i.e. the visual-ahead subgroup, is "balanced"
+    assert unz(old.balanced_mean, mean, std) == pytest.approx(-0.6, abs=0.05)
+    fit = _fit(family, g_hat, zero_at=zscore_point(0.0, mean, std))
+    mu0_raw, mu1_raw = (unz(fit.means[k], mean, std) for k in (fit.balanced, fit.imbalanced))
+    assert mu0_raw == pytest.approx(0.05, abs=0.03) and mu1_raw == pytest.approx(-0.6, abs=0.05)
+    assert fit.weights[fit.balanced] == pytest.approx(0.7, abs=0.03)
+    assert fit.towards_imbalanced == -1.0
+    # the subgroup's clips get w1 near 1, the balanced ones near 0; the monotone form grows towards the left
+    probe = zscore_point(np.array([-1.5, -0.6, 0.05, 0.5]), mean, std)
+    for tail in ("eq9", "monotone"):
+        _, w1 = fit.posterior(probe, tail=tail)
+        assert w1[1] > 0.95 and w1[2] < 0.05
+    _, w1m = fit.posterior(np.sort(zscore_point(np.linspace(-3, 1, 801), mean, std)), tail="monotone")
+    assert np.all(np.diff(w1m) <= 1e-12)  # never increases walking away from the subgroup
+    assert MixtureFit.from_dict(json.loads(json.dumps(fit.to_dict()))).balanced == fit.balanced
+
+
+@pytest.mark.parametrize("family", ["gmm", "smm", "lmm"])
+def test_where_the_dominant_modality_leads_the_raw_zero_rule_names_the_smaller_mean(family):
+    from mmgap.gap import zscore, zscore_point
+
+    g = _sample(family, n=3000, seed=9, w=np.array([0.7, 0.3]), mu=np.array([0.3, 0.9]), s=np.array([0.1, 0.1]))
+    g_hat, mean, std = zscore(g)
+    old, new = _fit(family, g_hat), _fit(family, g_hat, zero_at=zscore_point(0.0, mean, std))
+    assert old.balanced == new.balanced == 0 and new.towards_imbalanced == 1.0
+    grid = np.linspace(-3, 3, 101)
+    for tail in ("eq9", "monotone"):
+        np.testing.assert_array_equal(old.posterior(grid, tail=tail)[1], new.posterior(grid, tail=tail)[1])
+
+
+def test_fit_gaps_passes_the_raw_zero_to_the_mixture():
+    from mmgap.method import fit_gaps
+
+    g = torch.as_tensor(_visual_ahead_gaps("gmm", seed=4), dtype=torch.float32)
+    fit, mean, std, w0, w1, info = fit_gaps(g, torch.arange(g.numel()), cache=None)
+    assert fit.zero_at == pytest.approx(-mean / std)
+    assert info["mu0_raw"] == pytest.approx(0.05, abs=0.03) and info["mu1_raw"] == pytest.approx(-0.6, abs=0.05)
+    assert info["pi1"] == pytest.approx(0.3, abs=0.03)
+
+
+def test_equal_distances_to_zero_are_ambiguous():
+    rng = np.random.default_rng(12)
+    x = np.concatenate([rng.normal(-1.0, 0.2, 1500), rng.normal(1.02, 0.5, 1500)])
+    with pytest.warns(AmbiguousBalancedWarning, match="nearest a raw gap of 0"):
+        fit = fit_mixture(x, "gmm", zero_at=0.0)
+    assert fit.ambiguous and fit.scales[fit.balanced] < fit.scales[fit.imbalanced]
+
+
+def unz(z: float, mean: float, std: float) -> float:
+    return float(z) * std + mean

@@ -22,6 +22,7 @@ import numpy as np
 
 from mmgap import baselines, paths
 from mmgap.checkpoint import CheckpointError, from_json, load_safe
+from mmgap.cards import ProtocolCard, method_kwargs, method_preset, protocol_card
 from mmgap.config import Preset, get_preset
 from mmgap.data.manifest import TIERS
 from mmgap.experiments.settings import (
@@ -57,7 +58,8 @@ def _digest(*parts: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
-WARMUP_FIELDS = ("batch_size", "optimizer", "lr", "momentum", "weight_decay", "warmup_epochs", "val_frac")
+WARMUP_FIELDS = ("batch_size", "optimizer", "lr", "momentum", "weight_decay", "lr_schedule", "lr_step", "lr_decay",
+                 "warmup_epochs", "val_frac")
 """TrainConfig fields that shape the warm-up stage: a warm-up checkpoint is reusable when they agree."""
 
 
@@ -194,8 +196,14 @@ def is_finished(run: Path) -> bool:
     return (run / "result.json").is_file()
 
 
-def _save_result(run: Path, row: Mapping[str, Any]) -> None:
-    write_metrics(run, row)
+def cache_dataset(cache: Any) -> str:
+    """The dataset name a feature cache was built for (its protocol's name; "embedded" for arrays without one)."""
+    return str((getattr(cache, "protocol", None) or {}).get("name", "embedded"))
+
+
+def _save_result(run: Path, row: Mapping[str, Any], card: ProtocolCard) -> None:
+    """metrics.json (the row and the run's protocol card), then result.json (the row), which marks it finished."""
+    write_metrics(run, {**row, "protocol": card.to_dict()})
     text = json.dumps(dict(row), sort_keys=True, default=str) + "\n"
     (run / "result.json").write_text(text, encoding="utf-8")
 
@@ -237,7 +245,8 @@ def run_adaptive(
     row = {"setting": setting.key, "seed": seed, **_test_metrics(res), "seconds": time.perf_counter() - t0,
            "warmup_acc": (res.get("warmup") or {}).get("test_acc"), "run_dir": str(run),
            **dataclasses.asdict(setting), **phenomena_fields(res)}
-    _save_result(run, row)
+    method = "control" if setting.is_control else f"ours_{setting.gap}"
+    _save_result(run, row, protocol_card(run_preset, cache_dataset(cache), method, seeds=[seed], device=device))
     return {**row, "reused": False}
 
 
@@ -275,7 +284,7 @@ def purify_one(
            **{k: v for k, v in res.items() if k.startswith("kept_")},
            **_test_metrics(res), "warmup_acc": warmup_test_acc(warm), "seconds": time.perf_counter() - t0,
            "run_dir": str(run)}
-    _save_result(run, row)
+    _save_result(run, row, protocol_card(preset, cache_dataset(cache), "control", seeds=[seed], device=device))
     return {**row, "reused": False}
 
 
@@ -284,12 +293,15 @@ def baseline_one(
     fresh: bool = False, log: Any = print,
 ) -> dict[str, Any]:
     """One Table II cell of a baseline: `mmgap.baselines.get(method)` trained for `epochs` (val-selected)."""
-    run = _cell_dir(root, method, preset, cache, epochs, seed)
+    dataset = cache_dataset(cache)
+    run_preset = method_preset(preset, method, epochs)  # at `paper`: the authors' learning-rate decay (mmgap.cards)
+    run = _cell_dir(root, method, run_preset, cache, epochs, seed)
     if is_finished(run) and not fresh:
         return {**_load_result(run), "reused": True}
     t0 = time.perf_counter()
+    strategy = baselines.get(method, **method_kwargs(method, dataset, preset))
     try:
-        res = train_baseline(cache, preset, baselines.get(method), run, seed=seed, epochs=epochs,
+        res = train_baseline(cache, run_preset, strategy, run, seed=seed, epochs=epochs,
                              device=device, resume=not fresh, progress=False, test_every_epoch=False)
     except (FloatingPointError, RuntimeError) as exc:  # one diverging method must not end a long sweep
         log(f"FAILED: {method}, seed {seed}: {type(exc).__name__}: {exc}")
@@ -297,5 +309,5 @@ def baseline_one(
         return {"seed": seed, **empty, "seconds": time.perf_counter() - t0, "run_dir": str(run),
                 "error": f"{type(exc).__name__}: {exc}", "reused": False}
     row = {"seed": seed, **_test_metrics(res), "seconds": time.perf_counter() - t0, "run_dir": str(run)}
-    _save_result(run, row)
+    _save_result(run, row, protocol_card(preset, dataset, method, seeds=[seed], device=device, epochs=epochs))
     return {**row, "reused": False}
