@@ -197,7 +197,9 @@ def test_run_ablations_shares_the_full_model_and_reuses_finished_runs(cache, run
     first = full.iloc[0]
     assert ctrl["setting"] == "control-sgd-reset-gmm-prob" and math.isnan(ctrl.get("start_pi1", math.nan))
     for r in (first, ctrl):
-        assert 0.0 < r["end_pi1"] < 1.0 and r["end_mu1_raw"] >= r["end_mu0_raw"]
+        # the balanced component is the one nearest a raw gap of 0 (here the noise frames put some clips' visual
+        # branch ahead, so the imbalanced mean may lie on either side of it)
+        assert 0.0 < r["end_pi1"] < 1.0 and abs(r["end_mu1_raw"]) >= abs(r["end_mu0_raw"])
         assert 0.0 <= r["last_acc"] <= 1.0 and r["warm_acc"] == first["warm_acc"]  # the same warm-up
     assert 0.0 < first["start_pi1"] < 1.0
     assert any("training one" in line for line in logs)  # the warm-up was trained once, with a note
