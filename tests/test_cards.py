@@ -133,3 +133,11 @@ def test_a_sweep_run_stores_its_card_in_metrics_json(tmp_path, monkeypatch):
     card = ProtocolCard.from_dict(read_metrics(rows.iloc[0]["run_dir"])["protocol"])
     assert (card.preset, card.dataset, card.method) == ("smoke", "embedded", "concat")
     assert card["epochs"].value == 2 and card["seeds"].value == [0] and card["device"].value == "auto"
+
+
+def test_the_cards_document_is_current():
+    from mmgap.cards import cards_document
+    from mmgap.paths import REPO_ROOT
+
+    doc = (REPO_ROOT / "docs" / "protocol-cards.md").read_text(encoding="utf-8")
+    assert doc == cards_document(), "docs/protocol-cards.md is stale: run `python -m mmgap.cards`"
