@@ -7,7 +7,7 @@
 - `plan_memory`: what a run keeps resident on its data device, from the dtypes the batchers store (audio
   float32, frames uint8), every split a stage holds at once, the weights, gradients and optimizer state, and
   the activations of one training step at the batch size (measured on the ``meta`` device, no memory used);
-- `choose_data_path`: device memory, pinned host memory, or the per-item loader, with the numbers printed;
+- `choose_data_path`: device memory, host memory, or the per-item loader, with the numbers printed;
 - `release_device_memory` between runs of a sweep; `resident_bytes` measures what batchers really hold.
 """
 
@@ -268,7 +268,7 @@ class DataPath:
 
 def choose_data_path(plan: MemoryPlan, device: torch.device, fast_path: bool | None = None,
                      free_device: int | None = None, host: int | None = None) -> DataPath:
-    """Device memory when the whole plan fits in `DEVICE_FRACTION` of the device's free memory; else pinned
+    """Device memory when the whole plan fits in `DEVICE_FRACTION` of the device's free memory; else
     host memory (batches copied per step) when the data take under `HOST_FRACTION` of the host; else the
     per-item loader. ``fast_path=False`` forces the loader, True the fast path (on the device when it fits)."""
     host = host_memory_bytes() if host is None else host
@@ -287,7 +287,7 @@ def choose_data_path(plan: MemoryPlan, device: torch.device, fast_path: bool | N
     else:
         why = ""
     if fast_path or host == 0 or plan.data < HOST_FRACTION * host:
-        where = "pinned host memory, batches copied per step" if device.type == "cuda" else "host memory"
+        where = "host memory, batches copied to the GPU per step" if device.type == "cuda" else "host memory"
         return DataPath(True, torch.device("cpu"), f"data: in {where} ({gib(plan.data)} of {gib(host)} RAM)"
                                                    + (f"; {why}" if why else ""))
     return DataPath(False, torch.device("cpu"),

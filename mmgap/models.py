@@ -1,8 +1,9 @@
 """Audio and visual ResNet-18 encoders, concat fusion and the per-modality logit split (Eq. 1-2).
 
 Shapes: audio spectrograms ``[B, 1, F, T]``; visual clips ``[B, T, 3, H, W]``; each encoder returns a feature
-vector ``[B, 8w]`` (``w`` = width of the first stage, 64 for the paper's ResNet-18, so 512-d features). No
-dtype is assumed anywhere, so the model runs under bf16/fp16 autocast and with channels_last weights.
+vector ``[B, 8w]`` (``w`` = width of the first stage, 64 for the paper's ResNet-18, so 512-d features). The
+encoders assume no dtype (they run under bf16 autocast, with channels_last weights); the concat head always
+runs in float32, so the logits the gaps and posteriors are computed from are never rounded to bf16.
 """
 
 from __future__ import annotations

@@ -316,7 +316,7 @@ def test_the_data_path_is_chosen_from_the_plan_and_says_why(monkeypatch):
     fits = choose_data_path(plan, gpu, free_device=2 * plan.total, host=64 * 2**30)
     assert fits.fast_path and fits.data_device == gpu and "on the GPU" in fits.message
     host = choose_data_path(plan, gpu, free_device=plan.total // 2, host=64 * 2**30)
-    assert host.fast_path and host.data_device.type == "cpu" and "pinned host memory" in host.message
+    assert host.fast_path and host.data_device.type == "cpu" and "host memory, batches copied" in host.message
     assert "exceeds" in host.message
     loader = choose_data_path(plan, gpu, free_device=plan.total // 2, host=plan.data)
     assert not loader.fast_path and "per-item loader" in loader.message
