@@ -181,7 +181,7 @@ def baselines_check(device: torch.device, names: list[str], root: Path) -> list[
             fired.append(f"features dropped (max epoch-mean θ {theta:.3f})")
             ok &= theta > 0
         if not fired:
-            fired.append("loss-level method (no gradient surgery to verify)")
+            fired.append("no after-backward surgery to verify (a loss- or epoch-level method)")
         rows.append((f"baseline {name}", "ok" if ok else "SURGERY DID NOT FIRE",
                      f"2 epochs on {device} in {time.perf_counter() - t0:.1f} s, test acc {res['test_acc']:.3f}; "
                      + "; ".join(fired)))
