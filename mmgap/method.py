@@ -70,7 +70,7 @@ def fit_gaps(
     fit = fit_mixture(g_hat, family, seed=seed, zero_at=float(zscore_point(0.0, mean, std)))
     w0, w1 = fit.posterior(g_hat, tail=posterior)
     bic1 = bic_single(g_hat, family, seed=seed)
-    counts, _ = np.histogram(np.clip(g_hat.numpy(), GAP_HIST_EDGES[0], GAP_HIST_EDGES[-1]), bins=GAP_HIST_EDGES)
+    counts, _ = np.histogram(np.clip(g_hat.detach().cpu().numpy(), GAP_HIST_EDGES[0], GAP_HIST_EDGES[-1]), bins=GAP_HIST_EDGES)
     w1_np = np.asarray(w1, dtype=np.float64)
     info: dict[str, Any] = {
         "mixture": fit.to_dict(),
@@ -97,7 +97,7 @@ def fit_gaps(
     tiers = getattr(cache, "visual_tier", None)
     if tiers is not None:  # ground truth: mean raw gap and posterior w1 of each visual tier
         groups = np.asarray(tiers)[rows]
-        g_np = g.double().cpu().numpy()
+        g_np = g.detach().double().cpu().numpy()
         for tier in TIERS:
             if np.any(groups == tier):
                 info[f"gap_mean_{tier}"] = float(g_np[groups == tier].mean())

@@ -127,11 +127,12 @@ def accuracy_by_group(logits: Any, y: Any, groups: Any, names: Any = None) -> di
 
     NaN logits (a modality the model does not have) give NaN accuracies, never a number.
     """
-    t = torch.as_tensor(logits)
-    y, groups = np.asarray(y), np.asarray(groups)
+    t = torch.as_tensor(logits).detach().cpu()
+    y = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+    groups = groups.detach().cpu().numpy() if isinstance(groups, torch.Tensor) else np.asarray(groups)
     names = list(dict.fromkeys(groups.tolist())) if names is None else list(names)
     present = [g for g in names if np.any(groups == g)]
     if torch.isnan(t).any():
         return {str(g): float("nan") for g in present}
-    pred = np.asarray(t.argmax(dim=1))
+    pred = t.argmax(dim=1).numpy()
     return {str(g): float(np.mean(pred[groups == g] == y[groups == g])) for g in present}

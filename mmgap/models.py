@@ -1,12 +1,14 @@
 """Audio and visual ResNet-18 encoders, concat fusion and the per-modality logit split (Eq. 1-2).
 
 Shapes: audio spectrograms ``[B, 1, F, T]``; visual clips ``[B, T, 3, H, W]``; each encoder returns a feature
-vector ``[B, 8w]`` (``w`` = width of the first stage, 64 for the paper's ResNet-18, so 512-d features). No
-dtype is assumed anywhere, so the model runs under bf16/fp16 autocast and with channels_last weights.
+vector ``[B, 8w]`` (``w`` = width of the first stage, 64 for the paper's ResNet-18, so 512-d features). The
+encoders assume no dtype (they run under bf16 autocast, with channels_last weights); the concat head always
+runs in float32, so the logits the gaps and posteriors are computed from are never rounded to bf16.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import NamedTuple
 
 import torch
@@ -145,11 +147,18 @@ class ConcatHead(nn.Linear):
     def forward(  # type: ignore[override]
         self, feat_a: torch.Tensor, feat_v: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(fused, logit_a, logit_v): Eq. 1 and the split l^a = W^a φa + b/2, l^v = W^v φv + b/2 (Eq. 2)."""
-        fused = nn.functional.linear(torch.cat([feat_a, feat_v], dim=1), self.weight, self.bias)
-        half_b = self.bias / 2
-        logit_a = nn.functional.linear(feat_a, self.weight[:, : self.dim_a], half_b)
-        logit_v = nn.functional.linear(feat_v, self.weight[:, self.dim_a :], half_b)
+        """(fused, logit_a, logit_v): Eq. 1 and the split l^a = W^a φa + b/2, l^v = W^v φv + b/2 (Eq. 2).
+
+        Always in float32, autocast or not: the gaps (Eq. 5-6) and posteriors (Eq. 9) are computed from these
+        logits, and bf16's 8-bit mantissa would move w1 of clips near the boundary (the head costs nothing).
+        """
+        dev = feat_a.device.type
+        with torch.autocast(device_type=dev, enabled=False) if dev in ("cpu", "cuda") else contextlib.nullcontext():
+            feat_a, feat_v = feat_a.float(), feat_v.float()
+            fused = nn.functional.linear(torch.cat([feat_a, feat_v], dim=1), self.weight, self.bias)
+            half_b = self.bias / 2
+            logit_a = nn.functional.linear(feat_a, self.weight[:, : self.dim_a], half_b)
+            logit_v = nn.functional.linear(feat_v, self.weight[:, self.dim_a :], half_b)
         return fused, logit_a, logit_v
 
 

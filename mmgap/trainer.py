@@ -14,16 +14,14 @@ Conventions (kept by every entry point built on it):
 - CPU runs are bit-identical under a seed, including across an interruption and resume: batch order and
   augmentation come from ``batcher.set_epoch(global epoch)``, strategy randomness from `Trainer.generator`,
   and both (with the global torch RNG) are saved in every checkpoint.
-- on CUDA: bf16 autocast, channels-last weights, optional torch.compile, and no host synchronisation in
-  the training step (loss terms are accumulated on the device and read once per epoch).
+- on CUDA: the precision, data path and memory plan of `mmgap.device` (printed), channels-last weights,
+  optional torch.compile, no host synchronisation in the training step (loss terms are read once per epoch).
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
-import os
-import random
+import functools
 import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -35,6 +33,9 @@ import torch.nn.functional as F
 from mmgap.checkpoint import from_json, load_safe, plain, save_atomic, to_json
 from mmgap.config import Preset, lr_at
 from mmgap.data.manifest import TIERS
+from mmgap.device import (OnDevice, autocast, choose_data_path, choose_precision, deterministic, float_output,
+                          num_classes_of, plan_memory, pooled_batcher, release_device_memory, resolve_device,
+                          rows_key, seed_everything)
 from mmgap.metrics import MeanAccumulator, accuracy_by_group, evaluate_logits
 from mmgap.models import ModelOutput, build_model
 from mmgap.progress import progress as progress_bar
@@ -56,56 +57,13 @@ class TrainingInterrupted(RuntimeError):
 # ------------------------------------------------------------------------------------------------ set-up
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; ``"cpu"``; ``"cuda"`` / ``"cuda:N"`` (checked)."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cpu":
-        return torch.device("cpu")
-    if isinstance(device, str) and device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError(f"device={device!r} was requested but no CUDA GPU is visible: use device='auto' or 'cpu'")
-        return torch.device(device)
-    raise ValueError(f"device={device!r} is not one of 'auto', 'cpu', 'cuda' (or 'cuda:N')")
-
-
-def seed_everything(seed: int, deterministic: bool = True) -> None:
-    """Seed Python, NumPy and torch (all devices); with `deterministic`, ask torch for deterministic kernels."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    if deterministic:
-        # warn_only: a kernel without a deterministic variant warns instead of failing (CPU kernels have one).
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
-    else:  # CUDA: fixed input shapes, so let cuDNN pick the fastest kernels (not bit-reproducible)
-        torch.backends.cudnn.benchmark = True
-
-
-def _num_classes(cache: Any) -> int:
-    """Number of classes of a FeatureCache (its class names; max label + 1 as a fallback)."""
-    n = getattr(cache, "num_classes", None)
-    return int(n) if n else int(np.asarray(cache.labels).max()) + 1
-
-
-def _cache_nbytes(cache: Any) -> int:
-    """Bytes of the cache's audio and frame arrays (what the fast path keeps in memory)."""
-    return sum(int(getattr(getattr(cache, k, None), "nbytes", 0)) for k in ("audio", "frames"))
-
-
-def _memory_bytes() -> int:
-    """Physical memory of this machine (0 when unknown)."""
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
-        return 0
-
-
-def _float_output(out: ModelOutput) -> ModelOutput:
-    """Cast an autocast (bf16) ModelOutput to float32 so losses and gaps are computed in full precision."""
-    return ModelOutput(*(t.float() for t in out))
+def _scoped(method: Any) -> Any:
+    """Run a Trainer method with its own kernel determinism (CPU: deterministic), the caller's restored after."""
+    @functools.wraps(method)
+    def wrapper(self: "Trainer", *args: Any, **kwargs: Any) -> Any:
+        with deterministic(self.deterministic):
+            return method(self, *args, **kwargs)
+    return wrapper
 
 
 def split_rows(cache: Any, split: str) -> np.ndarray:
@@ -123,7 +81,9 @@ class Trainer:
     ``num_classes``, ``seed``, ``run_dir``, ``epoch`` (global epoch counter), ``stage``, ``stage_epoch``
     (epochs done in the current stage), ``stage_epochs`` (the current stage's budget), ``history`` (one dict
     per epoch), ``generator`` (CPU torch.Generator for strategy randomness, saved in checkpoints),
-    ``amp_dtype`` (bf16 on CUDA, None on CPU).
+    ``amp_dtype`` (`mmgap.device.choose_precision`: bf16 on CUDA from capability 8.0, else None = fp32;
+    ``precision="bf16"`` emulates the CUDA path on a CPU). Kernels are deterministic on the CPU, inside this
+    trainer's passes only (`mmgap.device.deterministic`).
     """
 
     def __init__(
@@ -135,6 +95,7 @@ class Trainer:
         device: str | torch.device = "auto",
         fast_path: bool | None = None,
         progress: bool = True,
+        precision: str = "auto",
     ) -> None:
         self.cache = cache
         self.preset = preset
@@ -143,10 +104,11 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.device = resolve_device(device)
         self.progress = progress
-        seed_everything(self.seed, deterministic=self.device.type == "cpu")
-        self.num_classes = _num_classes(cache)
+        seed_everything(self.seed)
+        self.deterministic = self.device.type == "cpu"
+        self.num_classes = num_classes_of(cache)
         self.model = build_model(self.num_classes, preset.model).to(self.device)
-        self.amp_dtype: torch.dtype | None = torch.bfloat16 if self.device.type == "cuda" else None
+        self.amp_dtype, self.precision_note = choose_precision(self.device, precision)
         # channels-last weights: on CUDA for the tensor cores, on the CPU because oneDNN's convolutions run
         # faster in that layout (measured: 48 -> 41 ms per demo training step on one core, about 15 %)
         self.model = self.model.to(memory_format=torch.channels_last)
@@ -163,16 +125,13 @@ class Trainer:
         # val-selected epoch set this False and evaluate the test split only when validation improves.
         self.test_every_epoch = True
         self._stage_done = False
-        nbytes = _cache_nbytes(cache)
-        if fast_path is None:
-            mem = _memory_bytes()
-            fast_path = mem == 0 or nbytes < mem // 4
-        self.fast_path = bool(fast_path)
-        # Fast path on CUDA: the split's tensors live on the GPU when they take under half of its free memory,
-        # else in host memory (batches are then copied per step).
-        self.data_device = self.device
-        if self.device.type == "cuda" and nbytes > torch.cuda.mem_get_info(self.device)[0] // 2:
-            self.data_device = torch.device("cpu")
+        # The data path from what will be resident (mmgap.device.plan_memory), printed off the CPU.
+        self.memory_plan = plan_memory(cache, preset, self.amp_dtype) if self.device.type != "cpu" else None
+        path = choose_data_path(self.memory_plan or plan_memory(cache, preset, None, activations=False),
+                                self.device, fast_path)
+        self._data_path, self.fast_path, self.data_device = path, path.fast_path, path.data_device
+        if self.device.type == "cuda":
+            print(f"{self.device} ({torch.cuda.get_device_name(self.device)}): {self.precision_note}; {path.message}")
         self._batchers: dict[tuple, Any] = {}
         self._compiled: Any = None
         self._pending: dict[str, Any] | None = None
@@ -188,20 +147,6 @@ class Trainer:
         b = self.preset.train.batch_size
         return b if train else EVAL_BATCH_FACTOR * b
 
-    def _make_batcher(self, split: str, train: bool, indices: np.ndarray | None, drop_last: bool) -> Any:
-        """A TensorBatcher (fast path, tensors in memory) or the per-item DataLoader path."""
-        m, t = self.preset.model, self.preset.train
-        kwargs = dict(batch_size=self._batch_size(train), train=train, num_frames=m.num_frames, image_size=m.image_size,
-                      seed=self.seed, drop_last=drop_last, indices=indices)
-        if self.fast_path:
-            from mmgap.data import TensorBatcher
-
-            return TensorBatcher(self.cache, split, device=self.data_device, **kwargs)
-        from mmgap.data import make_loader
-
-        pin = self.device.type == "cuda"
-        return make_loader(self.cache, split, num_workers=t.num_workers, pin_memory=pin, **kwargs)
-
     def batches(self, split: str, train: bool, indices: Any = None, drop_last: bool | None = None) -> Iterable[Batch]:
         """Batches of a split on the device; training batches are shuffled and augmented per global epoch.
 
@@ -214,37 +159,36 @@ class Trainer:
         if drop_last is None:
             n = len(idx) if idx is not None else len(split_rows(self.cache, split))
             drop_last = train and n >= self.preset.train.batch_size
-        rows_key = None if idx is None else hash(idx.tobytes())
-        key = (split, train, drop_last, rows_key)
-        batcher = self._batchers.get(key)
-        if batcher is None:
-            sibling = next((b for k, b in self._batchers.items() if k[0] == split and k[3] == rows_key), None)
-            if self.fast_path and sibling is not None:
-                # Same rows in another mode: share the tensors already in memory instead of a second copy.
-                batcher = copy.copy(sibling)
-                batcher.train, batcher.drop_last, batcher.batch_size = train, drop_last, self._batch_size(train)
-            else:
-                batcher = self._make_batcher(split, train, idx, drop_last)
-            self._batchers[key] = batcher
+        batcher = pooled_batcher(self._batchers, self.cache, split, train, idx, drop_last, self._batch_size(train),
+                                 self.seed, self.preset, self._data_path, self.device)
         if hasattr(batcher, "set_epoch"):
             batcher.set_epoch(self.epoch)
-        return _OnDevice(batcher, self.device)
+        return OnDevice(batcher, self.device)
 
     def forward(self, batch: Batch) -> ModelOutput:
         """The model's ModelOutput for a batch (bf16 autocast on CUDA, outputs cast back to float32)."""
         net = self._compiled if self._compiled is not None else self.model
         with self.autocast():
             out = net(batch["audio"], batch["frames"])
-        return _float_output(out) if self.amp_dtype is not None else out
+        return float_output(out) if self.amp_dtype is not None else out
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        """bf16 autocast on CUDA, a no-op on CPU."""
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+        """Autocast in `amp_dtype` (bf16 on CUDA from capability 8.0), a no-op in fp32."""
+        return autocast(self.device, self.amp_dtype)
+
+    def release_batchers(self, keep_train_rows: Any = ...) -> None:
+        """Free the batchers' tensors (all, or the training split's other row sets) and the device's cache."""
+        if keep_train_rows is ...:
+            self._batchers.clear()
+        else:
+            key = rows_key(keep_train_rows)
+            self._batchers = {k: b for k, b in self._batchers.items() if k[0] != "train" or k[3] == key}
+        if self.device.type == "cuda":
+            release_device_memory()
 
     # -------------------------------------------------------------------------------------------- eval
 
+    @_scoped
     @torch.no_grad()
     def evaluate(self, split: str, strategy: Strategy | None = None) -> dict[str, float]:
         """Fused accuracy, macro-F1, per-modality accuracy and mean fused CE of a split (eval mode, centre frame)."""
@@ -277,6 +221,7 @@ class Trainer:
                     metrics[f"{name}_{tier}"] = value
         return metrics
 
+    @_scoped
     @torch.no_grad()
     def collect_outputs(
         self, split: str = "train", train_mode_aug: bool = False, indices: Any = None
@@ -422,6 +367,7 @@ class Trainer:
         else:
             self._compiled = None
 
+    @_scoped
     def fit(
         self,
         strategy: Strategy,
@@ -437,6 +383,8 @@ class Trainer:
         backward -> ``after_backward`` -> step (loss terms summed on the device), ``on_epoch_end``, evaluation on
         val and test, a history row, ``best.pt`` when val accuracy improves (``select_on="val"``; ``"last"``
         keeps the last epoch) and ``last.pt``. A new stage resets the optimizer unless `reset_optimizer` is False.
+        Batchers of other training rows are freed at the start (a fine-tune's subset replaces the full split),
+        all of them at the end.
         """
         if select_on not in ("val", "last"):
             raise ValueError(
@@ -455,11 +403,13 @@ class Trainer:
             if reset_optimizer:
                 self.optimizer = self.make_optimizer()
         self._maybe_compile()
+        self.release_batchers(keep_train_rows=train_indices)
         start_time = time.perf_counter()
         first = self.stage_epoch
         for e in range(first, epochs):
             self._run_epoch(strategy, e, epochs, select_on, train_indices)
         self._stage_done = True
+        self.release_batchers()
         if first >= epochs:  # nothing ran (a finished stage was reloaded, or epochs=0): record this stage's state
             self.save_checkpoint("last.pt", strategy, complete=True)
         rows = [r for r in self.history if r["stage"] == stage]
@@ -529,21 +479,6 @@ class Trainer:
         self.save_checkpoint("last.pt", strategy, complete=done)
         if self.interrupt_at_epoch is not None and self.epoch >= self.interrupt_at_epoch:
             raise TrainingInterrupted(f"interrupted after global epoch {self.epoch} (interrupt_at_epoch)")
-
-
-class _OnDevice:
-    """Wraps a batch iterable so every tensor lands on the device (a no-op for TensorBatcher's batches)."""
-
-    def __init__(self, inner: Iterable[Batch], device: torch.device) -> None:
-        self.inner, self.device = inner, device
-
-    def __len__(self) -> int:
-        return len(self.inner)  # type: ignore[arg-type]
-
-    def __iter__(self) -> Iterator[Batch]:
-        for batch in self.inner:
-            yield {k: (v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v)
-                   for k, v in batch.items()}
 
 
 # ------------------------------------------------------------------------------------------------ runs

@@ -361,6 +361,7 @@ def test_agm_speeds_up_the_lagging_branch_at_the_demo_learning_rate():
     strat.iteration, strat.avg_a, strat.avg_v = 5, torch.tensor(5.0), torch.tensor(0.0)
     loss, parts = strat.training_step(tr, batch, 0)
     loss.backward()
+    strat.after_backward(tr, 0)  # the coefficients act on the encoders' gradients here, as in the trainer
     out = ref(batch["audio"], batch["frames"])
     nn.functional.cross_entropy(out.fused, batch["label"]).backward()
     k_a, k_v = parts["coeff_a"].item(), parts["coeff_v"].item()

@@ -154,6 +154,7 @@ def test_gpu_epoch_quick(tmp_path, in_process, capsys):
     assert res["clips"] == 16 and res["samples"] == 16  # two full batches of 8: one epoch
     assert res["samples_per_s"] == pytest.approx(res["samples"] / res["seconds_per_epoch"])
     assert res["gpu_busy_fraction"] is None  # not measured on a CPU
+    assert res["eval_seconds"] > 0 and res["refit_seconds"] > 0 and res["eval_clips"] == [4, 4]
 
 
 def _tiny_notebook(folder: Path) -> None:
@@ -222,3 +223,42 @@ def test_embedded_calibration_smoke(tmp_path, monkeypatch, capsys):
     assert 0.0 <= row["auroc_w1"] <= 1.0 and np.isfinite(row["bic_drop"]) and 0.0 <= row["vis_only_hard"] <= 1.0
     assert (tmp_path / "runs" / "benchmarks" / "embedded_calibration.json").is_file()
     assert "(c) AUROC of w1" in capsys.readouterr().out
+
+
+def test_gpu_check_quick_on_the_cpu_says_what_it_skipped(tmp_path, in_process, capsys):
+    rows = in_process("gpu_check", "--quick", "--device", "cpu", "--baselines", "ogm_ge", "--out", str(tmp_path))
+    checks = {c: (r, d) for c, r, d in rows}
+    assert checks["environment"][0] == "CPU only"
+    assert checks["compile run"][0] == "skipped" and checks["memory: resident vs plan"][0] == "skipped"
+    assert checks["memory plan vs meta: CREMA-D"][0] == "ok"
+    assert checks["baseline ogm_ge"][0] == "ok" and "gradients changed" in checks["baseline ogm_ge"][1]
+    assert checks["resume CUDA-state -> cpu (emulated)"][0] == "ok"
+    assert "cannot be restored on cpu" in checks["resume CUDA-state -> cpu (emulated)"][1]  # the note, in the table
+    assert checks["posteriors CPU vs GPU"][0] == "ok"
+    text = (tmp_path / "gpu_check.md").read_text()
+    assert text.startswith("| check | result | detail |") and "skipped (need a GPU)" in capsys.readouterr().out
+
+
+def test_gpu_check_surgery_probe_counts_changed_gradients():
+    check = _load("gpu_check")
+    model = torch.nn.Linear(2, 1)
+    model(torch.ones(1, 2)).sum().backward()
+
+    class Halve:
+        def after_backward(self, trainer, epoch):
+            for p in trainer.model.parameters():
+                p.grad.mul_(0.5 if epoch else 1.0)
+
+    strategy = Halve()
+    counts = check.probe_surgery(strategy)
+    trainer = type("T", (), {"model": model})()
+    strategy.after_backward(trainer, 0)
+    strategy.after_backward(trainer, 1)
+    assert counts == {"steps": 2, "changed": 1}
+
+
+def test_memory_plan_table_matches_the_meta_measurement(in_process, tmp_path):
+    rows = in_process("memory_plan", "--datasets", "AVE", "--out", str(tmp_path / "m.json"))
+    (r,) = rows
+    assert r["plan_total"] == r["measured_total"] and r["plan_data"] == r["stage_data"] == r["finetune_data"]
+    assert r["finetune_never_freed"] > 1.9 * r["old_check"]  # what the trainer held before issue 23

@@ -7,7 +7,9 @@ method's module.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
+import warnings
 from typing import Any, Iterator
 
 import torch
@@ -75,12 +77,13 @@ def to_device(batch: "Batch", device: torch.device | str) -> "Batch":
 
 
 def autocast(trainer: TrainerView) -> contextlib.AbstractContextManager[Any]:
-    """torch.autocast on CUDA when the trainer uses AMP; a null context otherwise (nesting is harmless)."""
+    """torch.autocast in the trainer's AMP dtype on its device (bf16 on CUDA; on a CPU only when asked, to
+    emulate the CUDA path); a null context in fp32 (nesting is harmless)."""
     dtype = getattr(trainer, "amp_dtype", None)
     device = torch.device(getattr(trainer, "device", "cpu"))
-    if dtype is None or device.type != "cuda":
+    if dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast(device_type="cuda", dtype=dtype)
+    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def device_generator(trainer: TrainerView, device: torch.device | str | None = None) -> torch.Generator:
@@ -165,18 +168,23 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
 
 
 class DeviceRng:
-    """A reproducible generator on the trainer's device whose state travels with the checkpoint."""
+    """A reproducible generator on the trainer's device whose state travels with the checkpoint.
+
+    A state saved on another device type (a CUDA run resumed on a CPU, or the reverse) cannot be set into this
+    device's generator (CPU states are 5,056 bytes, CUDA states 16): the generator is then seeded again from a
+    hash of the saved state, the same for every resume of that checkpoint, with a warning saying so.
+    """
 
     def __init__(self) -> None:
         self._gen: torch.Generator | None = None
-        self._pending: torch.Tensor | None = None
+        self._pending: Any = None
 
     def setup(self, trainer: TrainerView) -> None:
         """Create the generator (once) and apply a state restored before setup."""
         if self._gen is None:
             self._gen = device_generator(trainer)
         if self._pending is not None:
-            self._gen.set_state(self._pending)
+            restore_generator(self._gen, self._pending)
             self._pending = None
 
     @property
@@ -186,15 +194,36 @@ class DeviceRng:
             raise RuntimeError("call setup(trainer) before training (the device generator is created there)")
         return self._gen
 
-    def state(self) -> torch.Tensor | None:
-        """The generator's state for a checkpoint (None before setup)."""
-        return None if self._gen is None else self._gen.get_state()
+    def state(self) -> dict[str, Any] | None:
+        """The generator's state and device type for a checkpoint (None before setup)."""
+        return None if self._gen is None else {"device": self._gen.device.type, "state": self._gen.get_state()}
 
-    def load(self, state: torch.Tensor | None) -> None:
+    def load(self, state: Any) -> None:
         """Restore a checkpointed state now, or at setup when the generator does not exist yet."""
         if state is None:
             return
         if self._gen is None:
             self._pending = state
         else:
-            self._gen.set_state(state)
+            restore_generator(self._gen, state)
+
+
+def restore_generator(gen: torch.Generator, saved: Any) -> None:
+    """Set a saved generator state (``{"device", "state"}``, or a bare state tensor from older checkpoints);
+    one from another device type reseeds `gen` deterministically from the state's bytes, with a warning."""
+    device, state = (saved["device"], saved["state"]) if isinstance(saved, dict) else (None, saved)
+    if device == gen.device.type:
+        gen.set_state(state)
+        return
+    if device is None:
+        try:
+            gen.set_state(state)
+            return
+        except RuntimeError:  # a bare state of another device type (its size differs)
+            pass
+    seed = int.from_bytes(hashlib.sha256(state.cpu().numpy().tobytes()).digest()[:8], "little") & (2**63 - 1)
+    gen.manual_seed(seed)
+    warnings.warn(
+        f"a random-generator state saved on {device or 'another device type'} cannot be restored on "
+        f"{gen.device.type}: the generator is seeded again from it (the same on every resume of this checkpoint), "
+        "so the resumed run's random draws differ from an uninterrupted run's", RuntimeWarning, stacklevel=2)

@@ -14,9 +14,11 @@ the encoder's output for an all-zero input, computed in eval mode without gradie
 r_a = exp(s_v − s_a) (r_v = 1 / r_a) is compared with the same ratio of the running averages s̄_m over all
 iterations so far (updated after use, from 0), r̄_a = exp(s̄_v − s̄_a), and each branch's gradient is
 multiplied by k_m = exp(α · min(r̄_m − r_m, 10)). A modality ahead of its usual share (r_m > r̄_m) gets
-k_m < 1 (slowed); the lagging one gets k_m > 1 (sped up), AGM's main lever. The coefficients act on the
-gradient flowing into each encoder through tensor hooks on φ^a and φ^v (every encoder parameter; the head
-is not scaled). Safeguard: all gradients are clipped to total norm 5 when a gradient entry exceeds 5 in
+k_m < 1 (slowed); the lagging one gets k_m > 1 (sped up), AGM's main lever. The coefficients multiply the
+gradient of every parameter of each encoder after backward (the head is not scaled): the same as scaling
+the gradient flowing into φ^a and φ^v, since each encoder reaches the loss only through its features, but
+independent of dtype and device (tensor hooks on the features never fired under autocast, where the trainer
+returns float32 copies of them that the loss does not flow through). Safeguard: all gradients are clipped to total norm 5 when a gradient entry exceeds 5 in
 magnitude. Loss: CE on the fused logits (Eq. 1).
 
 Bounded speed-up (``max_coeff``): k grows exponentially when a modality does worse than its running average,
@@ -39,7 +41,8 @@ Deviations: (1) the speed-up cap above, only at learning rates far above the aut
 every gradient entry, where BalanceBenchmark tests the head's only: hooks at the Shapley outputs (the
 original's) scale the head's gradient with the encoders', so the head test sees a large k; ours scale the
 encoders only, so the head alone would never trigger. (3) BalanceBenchmark multiplies only non-vector encoder
-gradients; the feature hooks here scale every encoder parameter's gradient (BatchNorm and biases included).
+gradients; here every encoder parameter's gradient is scaled (BatchNorm and biases included), as a hook on
+the features would.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ from mmgap.baselines._common import (
     check_window,
     encoder,
     eval_mode,
+    grads,
     in_window,
     run_length,
     standard_parts,
@@ -137,6 +141,7 @@ class AGMStrategy(Strategy):
         self.avg_a: torch.Tensor | None = None
         self.avg_v: torch.Tensor | None = None
         self._sched: dict[str, int] | None = None
+        self._coeffs: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def schedule(self, epochs: int) -> dict[str, int]:
         """The modulation window in epochs of a run of ``epochs``: starts <= epoch <= ends."""
@@ -162,7 +167,7 @@ class AGMStrategy(Strategy):
         return z_a, z_v
 
     def training_step(self, trainer: TrainerView, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """CE(f); Shapley scores set k_a, k_v, registered as gradient hooks on φ^a and φ^v."""
+        """CE(f); Shapley scores set k_a, k_v, applied to the encoders' gradients in after_backward."""
         assert self._sched is not None, "call setup(trainer) first"
         out = trainer.forward(batch)
         y = batch["label"]
@@ -180,15 +185,20 @@ class AGMStrategy(Strategy):
         self.avg_a = running_mean(self.avg_a, s_a, self.iteration)
         self.avg_v = running_mean(self.avg_v, s_v, self.iteration)
         active = in_window(epoch, self._sched["modulation_starts"], self._sched["modulation_ends"])
-        if active and out.feat_a.requires_grad:
-            out.feat_a.register_hook(lambda g, k=k_a: g * k.to(g.dtype))
-            out.feat_v.register_hook(lambda g, k=k_v: g * k.to(g.dtype))
+        self._coeffs = (k_a, k_v) if active else None
         parts = standard_parts(out.fused, out.logit_a, out.logit_v, y)
         parts.update(coeff_a=k_a, coeff_v=k_v, score_a=s_a, score_v=s_v)
         return ce(out.fused, y), parts
 
     def after_backward(self, trainer: TrainerView, epoch: int) -> None:
-        """The safeguard: clip to total norm 5 when a gradient entry exceeds 5."""
+        """Each encoder's parameter gradients times its k_m (inside the window), then the safeguard: clip to
+        total norm 5 when a gradient entry exceeds 5."""
+        if self._coeffs is not None:
+            for modality, k in zip(("audio", "visual"), self._coeffs):
+                g = grads(encoder(trainer.model, modality))
+                if g:
+                    torch._foreach_mul_(g, k.to(g[0].dtype))
+            self._coeffs = None
         if self.clip:
             clip_if_large(trainer.model)
 

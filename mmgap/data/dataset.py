@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -113,6 +114,14 @@ def _rows(cache: FeatureCache, split: str, indices: np.ndarray | None) -> np.nda
     return rows
 
 
+def _gather(arr: Any, rows: np.ndarray) -> torch.Tensor:
+    """Rows of a cache array (NumPy or memory-mapped; a torch tensor, e.g. on the meta device for a memory
+    measurement) as a contiguous tensor."""
+    if isinstance(arr, torch.Tensor):
+        return arr[torch.as_tensor(rows, device=arr.device)].contiguous()
+    return torch.from_numpy(np.ascontiguousarray(arr[rows]))
+
+
 class TensorBatcher:
     """The split's rows as tensors on `device`; batches gathered by index, augmentation done on the batch."""
 
@@ -127,8 +136,8 @@ class TensorBatcher:
         self.device = torch.device(device)
         self.epoch = 0
         pin = self.device.type == "cuda"
-        audio = torch.from_numpy(np.ascontiguousarray(cache.audio[self.rows])).float().unsqueeze(1)
-        frames = torch.from_numpy(np.ascontiguousarray(cache.frames[self.rows]))
+        audio = _gather(cache.audio, self.rows).float().unsqueeze(1)
+        frames = _gather(cache.frames, self.rows)
         labels = torch.from_numpy(np.asarray(cache.labels)[self.rows].astype(np.int64))
         index = torch.from_numpy(self.rows.copy())
         if pin:

@@ -41,6 +41,7 @@ from mmgap.experiments.reporting import (
     compare,
     describe_ablations,
     describe_purification,
+    failures,
     phenomena_table,
     plot_method_bars,
     purification_table,
@@ -119,6 +120,6 @@ __all__ = [
     # sweeps
     "ensure_warmups", "run_ablations", "run_arms", "run_methods", "run_purification",
     # reporting
-    "METRIC_LABELS", "PHENOMENA", "compare", "describe_ablations", "describe_purification",
+    "METRIC_LABELS", "PHENOMENA", "compare", "describe_ablations", "describe_purification", "failures",
     "phenomena_table", "plot_method_bars", "purification_table", "table_of", "verdict",
 ]

@@ -28,7 +28,27 @@ def table_of(rows: pd.DataFrame, group: str | Sequence[str],
              metrics: Sequence[str] = ("acc", "f1")) -> pd.DataFrame:
     """Mean ± std over seeds in percent, one row per group, in the order of the sweep."""
     cols = [group] if isinstance(group, str) else list(group)
-    return mean_std_table(rows, cols, list(metrics), decimals=2, scale=100.0)
+    table = mean_std_table(rows, cols, list(metrics), decimals=2, scale=100.0)
+    if "error" not in rows or not rows["error"].notna().any():
+        return table
+    # A failed run is no result: ``n`` counts the runs that finished, ``failed`` names the others and why.
+    keys = [tuple(r) for r in table[cols].itertuples(index=False)]
+    lost: dict[tuple, list[str]] = {}
+    for _, r in rows[rows["error"].notna()].iterrows():
+        lost.setdefault(tuple(r[c] for c in cols), []).append(f"seed {r['seed']}: {r['error']}" if "seed" in r
+                                                              else str(r["error"]))
+    table["n"] = [n - len(lost.get(k, [])) for n, k in zip(table["n"], keys)]
+    table["failed"] = ["; ".join(lost.get(k, [])) for k in keys]
+    return table
+
+
+def failures(rows: pd.DataFrame) -> str:
+    """One line per failed run (``method, seed k: error``), or "" when every run finished."""
+    if "error" not in rows:
+        return ""
+    bad = rows[rows["error"].notna()]
+    return "\n".join(f"{method_label(r['method']) if 'method' in r else r.get('setting', '?')}, seed {r.get('seed')}: "
+                     f"{r['error']}" for _, r in bad.iterrows())
 
 
 def purification_table(rows: pd.DataFrame) -> pd.DataFrame:
@@ -53,12 +73,16 @@ def verdict(rows: pd.DataFrame, ours: Sequence[str] = tuple(OURS),
     A difference counts as clear only when it exceeds the larger of the two stds over seeds: with three seeds
     a finer test would claim more than the data can carry.
     """
+    failed = failures(rows)
+    lost = [f"FAILED runs, left out of every mean below: {line}" for line in failed.splitlines()]
     df = rows[~rows["method"].isin(UNIMODAL)].copy()
+    if "error" in df:
+        df = df[df["error"].isna()]
     base = df[~df["method"].isin(ours)]
     mine = df[df["method"].isin(ours)]
     if mine.empty or base.empty:
-        return "Only one side of the comparison was run (ours or the baselines): no verdict."
-    lines: list[str] = []
+        return "\n".join([*lost, "Only one side of the comparison was run (ours or the baselines): no verdict."])
+    lines: list[str] = lost
     for metric in metrics:
         means = df.groupby("method", sort=False)[metric].agg(["mean", "std", "count"])
         b = means.loc[base["method"].unique()].sort_values("mean", ascending=False)

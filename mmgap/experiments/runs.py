@@ -303,7 +303,9 @@ def baseline_one(
     try:
         res = train_baseline(cache, run_preset, strategy, run, seed=seed, epochs=epochs,
                              device=device, resume=not fresh, progress=False, test_every_epoch=False)
-    except (FloatingPointError, RuntimeError) as exc:  # one diverging method must not end a long sweep
+    except FloatingPointError as exc:  # a diverging method is a result (shown as failed); it must not end a sweep
+        # Anything else (CUDA out of memory, a fault in the code) stops the sweep with its own error: finished
+        # runs are reused when it is run again.
         log(f"FAILED: {method}, seed {seed}: {type(exc).__name__}: {exc}")
         empty = {m: float("nan") for m in (*METRICS, "val_acc")}
         return {"seed": seed, **empty, "seconds": time.perf_counter() - t0, "run_dir": str(run),

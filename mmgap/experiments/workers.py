@@ -13,8 +13,8 @@ from concurrent.futures import as_completed
 from typing import Any
 
 from mmgap import paths
+from mmgap.device import release_device_memory, resolve_device
 from mmgap.progress import progress
-from mmgap.trainer import resolve_device
 
 Job = tuple[Callable[..., Any], dict[str, Any]]
 """A run to do: a module-level function (picklable by name) and its keyword arguments (without cache, log)."""
@@ -26,6 +26,22 @@ def default_workers(device: str = "auto") -> int:
         return 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(4, cores))
+
+
+def gpu_workers(jobs: Sequence[Job], workers: int, log: Any = print) -> int:
+    """`workers`, or 1 when the jobs train on a GPU: each process would hold its own CUDA context and its own
+    copy of the data, and their memory checks (`mmgap.device.choose_data_path`) would race for one device."""
+    if workers > 1 and any(resolve_device(kw.get("device", "auto")).type == "cuda" for _, kw in jobs):
+        log(f"workers={workers} on a GPU: running 1 process (one CUDA context and one copy of the data per GPU; "
+            "parallel processes would race for its memory)")
+        return 1
+    return workers
+
+
+def _released(result: Any) -> Any:
+    """A run's result, after the device memory the run held went back (the next run plans with all of it)."""
+    release_device_memory()
+    return result
 
 
 _WORKER_CACHE: Any = None
@@ -49,7 +65,7 @@ def _call_in_worker(fn: Callable[..., Any], kwargs: dict[str, Any], runs_root: s
     """One job on the worker's cache under the caller's runs folder; log lines come back with the result."""
     os.environ["MMGAP_RUNS_DIR"] = runs_root  # the pool may outlive a change of MMGAP_RUNS_DIR in the caller
     logs: list[str] = []
-    out = fn(cache=_WORKER_CACHE, log=logs.append, **kwargs)
+    out = _released(fn(cache=_WORKER_CACHE, log=logs.append, **kwargs))
     return out, logs
 
 
@@ -66,10 +82,10 @@ def run_jobs(
     """
     if not jobs:
         return []
+    workers = gpu_workers(jobs, workers, log)
     path = getattr(cache, "path", None)
     if workers <= 1 or path is None or len(jobs) == 1:
-        return [fn(cache=cache, log=log, **kw)
-                for fn, kw in progress(jobs, desc=desc, mininterval=2.0)]
+        return [_released(fn(cache=cache, log=log, **kw)) for fn, kw in progress(jobs, desc=desc, mininterval=2.0)]
     results: list[Any] = [None] * len(jobs)
     pool = _pool(str(path), workers)
     root = str(paths.runs_root())
