@@ -298,6 +298,52 @@ def test_parallel_workers_give_the_serial_results(cache, runs, tmp_path):
     assert ex.default_workers("cpu") >= 1
 
 
+def _warning_job(cache, log, seed: int, warn: bool) -> dict:
+    """A job for `run_jobs` (module level: spawned workers import it by name) that may warn like a mixture fit."""
+    import warnings
+
+    from mmgap import paths
+
+    if warn:
+        warnings.warn(f"gmm mixture EM stopped at max_iter=200 (seed {seed}): raise max_iter or tol", UserWarning)
+    log(f"ran seed {seed}")
+    return {"seed": seed, "run_dir": str(paths.runs_root() / "smoke" / "toy" / f"seed{seed}")}
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_run_jobs_names_the_runs_that_warned_and_releases_its_workers(cache, runs, tmp_path, capfd, workers):
+    """Warnings of a sweep become one line naming its runs (none printed as they come, here or in a worker),
+    and the sweep's worker processes end with it (they used to stay until the kernel stopped)."""
+    import multiprocessing
+
+    logs: list[str] = []
+    jobs = [(_warning_job, {"seed": s, "warn": s != 1}) for s in range(3)]
+    out = ex.run_jobs(_on_disk(cache, tmp_path), jobs, workers=workers, log=logs.append, desc="toy runs")
+    assert [r["seed"] for r in out] == [0, 1, 2]
+    assert sorted(line for line in logs if line.startswith("ran")) == ["ran seed 0", "ran seed 1", "ran seed 2"]
+    assert [line for line in logs if "Warning" in line] == [
+        "toy runs: UserWarning in 2 of 3 runs (smoke/toy/seed0, smoke/toy/seed2), e.g. gmm mixture EM stopped at "
+        "max_iter=200 (seed 0)"]
+    assert "max_iter" not in capfd.readouterr().err
+    assert multiprocessing.active_children() == []
+
+
+def _on_disk(cache: FeatureCache, tmp_path) -> FeatureCache:
+    """The module's cache written as a cache folder (workers load it by path)."""
+    import json
+
+    from mmgap.data import load_cache
+    from mmgap.data.cache import CACHE_FORMAT
+
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    for name in ("audio", "frames", "labels", "split"):
+        np.save(folder / f"{name}.npy", np.asarray(getattr(cache, name)))
+    (folder / "meta.json").write_text(json.dumps({"format": CACHE_FORMAT, "clip_ids": cache.clip_ids,
+                                                  "class_names": cache.class_names, "protocol": {}}))
+    return load_cache(folder)
+
+
 def test_a_diverging_baseline_leaves_an_empty_row_and_is_retried(cache, runs, monkeypatch):
     def diverge(*args, **kwargs):
         raise FloatingPointError("training loss became nan in pmr epoch 0: lower the learning rate")
