@@ -53,10 +53,8 @@ device = "auto"  # str: "auto" (CUDA when present) | "cpu" | "cuda" (unused here
 # %% tags=["validation"]
 # Validate the parameters first (papermill does no type checking): a bad value stops here with a clear message.
 from mmgap import experiments
-from mmgap.config import ConfigError, get_preset
 
-experiments.check_common(dataset, seed, device)  # ConfigError names a bad dataset, seed or device
-cfg = get_preset(preset)  # ConfigError for an unknown preset
+cfg, dev = experiments.check_params(globals(), notebook="01_preprocessing")  # ConfigError names a bad value
 print(f"dataset={dataset}, preset={cfg.name}, seed={seed}")
 
 # %%
@@ -75,7 +73,7 @@ from mmgap.data.prepare import build_dataset_manifest, embedded_root
 
 t_start = time.perf_counter()
 run = paths.run_dir(cfg.name, "01_preprocessing", dataset)
-print("results go to", run)
+print("results go to", paths.shown(run))
 
 # %% [markdown]
 # ## 1. Raw clips → manifest
@@ -113,7 +111,7 @@ display(manifest_df.head(8))
 t0 = time.perf_counter()
 cache = prepare(dataset, data_dir, cfg, seed)
 t_cache = time.perf_counter() - t0
-print(f"cache: {cache.path} ({t_cache:.1f} s)")
+print(f"cache: {paths.shown(cache.path)} ({t_cache:.1f} s)")
 shapes = pd.DataFrame(
     [
         ("audio", str(cache.audio.shape), str(cache.audio.dtype), cache.audio.nbytes / 2**20),
@@ -252,7 +250,7 @@ metrics = {
     "timings": {"manifest_seconds": t_manifest, "cache_seconds": t_cache,
                 "total_seconds": time.perf_counter() - t_start},
 }
-print("wrote", results.write_metrics(run, metrics))
+print("wrote", paths.shown(results.write_metrics(run, metrics)))
 
 # %% [markdown]
 # ## Try this

@@ -52,10 +52,8 @@ device = "auto"  # str: "auto" (CUDA when present, else CPU) | "cpu" | "cuda"
 # %% tags=["validation"]
 # Validate the parameters first (papermill does no type checking): a bad value stops here with a clear message.
 from mmgap import experiments
-from mmgap.config import ConfigError, get_preset
 
-experiments.check_common(dataset, seed, device)  # ConfigError names a bad dataset, seed or device
-cfg = get_preset(preset)  # ConfigError for an unknown preset
+cfg, dev = experiments.check_params(globals(), notebook="02_warmup")  # ConfigError names a bad value
 print(f"dataset={dataset}, preset={cfg.name}, seed={seed}, device={device}")
 print(f"training: {cfg.train.warmup_epochs} epochs, {cfg.train.optimizer} lr={cfg.train.lr}, "
       f"batch {cfg.train.batch_size}, ResNet-18 width {cfg.model.width}")
@@ -73,7 +71,7 @@ from mmgap.trainer import load_history, resolve_device
 
 t_start = time.perf_counter()
 run = paths.run_dir(cfg.name, "02_warmup", f"{dataset}-seed{seed}")
-print("results go to", run, "| device:", resolve_device(device))
+print("results go to", paths.shown(run), "| device:", resolve_device(device))
 cache = prepare(dataset, data_dir, cfg, seed)  # built by notebook 01, or built now (printed) when missing
 print(f"feature cache: {cache.path.name}, {cache.counts()}")
 
@@ -196,7 +194,7 @@ metrics = {
     "timings": {"runs_seconds": t_runs, "total_seconds": time.perf_counter() - t_start,
                 **warm["timings"]},
 }
-print("wrote", results.write_metrics(run, metrics))
+print("wrote", paths.shown(results.write_metrics(run, metrics)))
 
 # %% [markdown]
 # ## Try this

@@ -57,12 +57,8 @@ top_k = 4  # int, at least 1: how many of the most imbalanced clips to show and 
 # %% tags=["validation"]
 # Validate the parameters first (papermill does no type checking): a bad value stops here with a clear message.
 from mmgap import experiments
-from mmgap.config import ConfigError, get_preset
 
-experiments.check_common(dataset, seed, device)  # ConfigError names a bad dataset, seed or device
-if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-    raise ConfigError(f"top_k={top_k!r} must be an integer >= 1")
-cfg = get_preset(preset, mixture=mixture)  # ConfigError for an unknown preset or mixture family
+cfg, dev = experiments.check_params(globals(), notebook="03_gap_fitting")  # ConfigError names a bad value
 print(f"dataset={dataset}, preset={cfg.name}, seed={seed}, mixture={cfg.train.mixture}")
 
 # %%
@@ -86,7 +82,7 @@ from mmgap.trainer import Trainer
 
 t_start = time.perf_counter()
 run = paths.run_dir(cfg.name, "03_gap_fitting", f"{dataset}-seed{seed}")
-print("results go to", run)
+print("results go to", paths.shown(run))
 cache = prepare(dataset, data_dir, cfg, seed)  # built by notebook 01, or built now (printed) when missing
 flags_all = None if cache.imbalanced is None else np.asarray(cache.imbalanced, dtype=bool)
 tiers_all = None if cache.visual_tier is None else np.asarray(cache.visual_tier)
@@ -318,7 +314,7 @@ metrics = {
     "most_imbalanced": shown,
     "timings": {"gaps_seconds": t_gaps, "fits_seconds": t_fits, "total_seconds": time.perf_counter() - t_start},
 }
-print("wrote", results.write_metrics(run, metrics))
+print("wrote", paths.shown(results.write_metrics(run, metrics)))
 
 # %% [markdown]
 # ## Try this

@@ -54,20 +54,13 @@ from IPython.display import display
 
 from mmgap import experiments as ex
 from mmgap import paths, plots
-from mmgap.config import ConfigError, get_preset
 from mmgap.data import prepare
 from mmgap.results import save_table, write_metrics
 
-overrides = {} if finetune_epochs is None else {"finetune_epochs": finetune_epochs}
-cfg = get_preset(preset, **overrides)  # ConfigError names a bad preset or value
-dev, workers = ex.check_run_params(dataset, seed, device, fresh, workers)  # ConfigError on a bad value
-seeds = ex.check_seeds(seeds, cfg, first=seed)
-taus = ex.check_taus(taus)
-if cfg.train.finetune_epochs < 1:
-    raise ConfigError(f"finetune_epochs={cfg.train.finetune_epochs} must be at least 1 (fine-tuning needs an epoch)")
+cfg, dev = ex.check_params(globals(), notebook="06_purification")  # ConfigError names a bad value
 out = paths.run_dir(cfg.name, "06_purification")
 print(f"preset={cfg.name}, dataset={dataset}, seeds={seeds}, taus={taus}, "
-      f"{cfg.train.finetune_epochs} fine-tuning epochs, device={dev}; results in {out}")
+      f"{cfg.train.finetune_epochs} fine-tuning epochs, device={dev}; results in {paths.shown(out)}")
 
 # %% [markdown]
 # ## The data and the warm-up
@@ -80,7 +73,7 @@ cache = prepare(dataset, data_dir, cfg, seed)
 print(f"cache: {ex.cache_id(cache)}, {len(cache)} clips, {cache.num_classes} classes, splits {cache.counts()}")
 warmups = ex.ensure_warmups(cache, cfg, seeds, str(dev), workers=workers)
 for s, p in warmups.items():
-    print(f"seed {s}: warm-up {p.relative_to(paths.runs_root()) if p.is_relative_to(paths.runs_root()) else p}")
+    print(f"seed {s}: warm-up {paths.shown(p)}")
 
 # %% [markdown]
 # ## Fine-tune on each subset
@@ -162,7 +155,7 @@ metrics = {
     "timings": {"total_seconds": time.perf_counter() - t_start, "sweep_seconds": sweep_seconds,
                 "seconds_per_finetune": float(rows["seconds"].mean())},
 }
-print("wrote", write_metrics(out, metrics))
+print("wrote", paths.shown(write_metrics(out, metrics)))
 
 # %% [markdown]
 # ## Try this
