@@ -4,7 +4,8 @@ tracked notebooks or their reviewed sources.
     python -m mmgap.lab            # work/ (git-ignored): a copy of each notebooks/NN_*.ipynb, made on first use
     python -m mmgap.lab --course   # the tracked notebooks/ themselves, paired with notebooks/src (course authors)
 
-A copy is made once; later runs leave it alone unless the course's notebook changed since: then a copy whose
+A copy is made once (its ``language_info`` stamped with this Python's version, as the kernel fills it in, so
+opening it does not mark it modified); later runs leave it alone unless the course's notebook changed since: then a copy whose
 cells the student has not edited is replaced by the new one (its outputs go; run it again), and an edited copy
 is kept, with a note saying how to get the new one. JupyterLab listens on 127.0.0.1 only, adds
 ``--allow-root`` when run as root, and starts its Python kernels with `mmgap.hints` (a cell run too early
@@ -17,7 +18,7 @@ import argparse
 import hashlib
 import json
 import os
-import shutil
+import platform
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -49,12 +50,12 @@ def refresh_copies(course_dir: Path | None = None, work_dir: Path | None = None)
         copy, digest = work_dir / course.name, cells_digest(course)
         shown = paths.shown(copy)
         if not copy.is_file():
-            shutil.copyfile(course, copy)
+            _copy(course, copy)
             notes.append(f"{shown}: new working copy")
         elif state.get(course.name) == digest:
             continue
         elif state.get(course.name) is not None and cells_digest(copy) == state[course.name]:
-            shutil.copyfile(course, copy)
+            _copy(course, copy)
             notes.append(f"{shown}: updated to the course's new version (its outputs are cleared: run it again)")
         else:
             notes.append(f"{shown}: kept (you edited it); the course's version has changed since: rename or "
@@ -65,6 +66,18 @@ def refresh_copies(course_dir: Path | None = None, work_dir: Path | None = None)
     tmp.write_text(json.dumps(state, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     tmp.replace(state_path)
     return notes
+
+
+def _copy(course: Path, copy: Path) -> None:
+    """Copy a course notebook, its language_info stamped with this Python's version: the kernel fills in the same,
+    so JupyterLab does not mark the copy modified on opening it."""
+    import nbformat
+
+    nb = nbformat.read(course, as_version=4)
+    nb.metadata.setdefault("language_info", {"name": "python"})["version"] = platform.python_version()
+    tmp = copy.with_name(copy.name + ".tmp")
+    nbformat.write(nb, tmp)
+    tmp.replace(copy)
 
 
 def write_kernel_spec(root: Path | None = None) -> Path:

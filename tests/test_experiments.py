@@ -378,3 +378,62 @@ def test_check_run_params_names_the_bad_value(kwargs, message):
 def test_check_run_params_defaults_workers_to_the_cores():
     dev, workers = ex.check_run_params("embedded", 0, "cpu", False, None)
     assert str(dev) == "cpu" and workers == ex.default_workers("cpu") >= 1
+
+
+# ------------------------------------------------------------------------------------------------ check_params
+def _params(notebook: str, **changes) -> dict:
+    """A notebook's parameters cell, as papermill would leave its globals, with `changes`."""
+    import papermill as pm
+
+    from mmgap import paths
+
+    nb = next(paths.NOTEBOOKS_DIR.glob(f"{notebook}*.ipynb"))
+    values = {name: p["default"] for name, p in pm.inspect_notebook(str(nb)).items()}
+    return {name: eval(text) for name, text in values.items()} | {"preset": "smoke", **changes}
+
+
+@pytest.mark.parametrize(
+    ("notebook", "changes", "message"),
+    [
+        ("01", {"dataset": "imagenet"}, "dataset='imagenet' is unknown: choose one of embedded"),
+        ("02", {"seed": -1}, "seed=-1 must be a non-negative integer"),
+        ("03", {"mixture": "dirichlet"}, "mixture='dirichlet' is out of range"),
+        ("03", {"top_k": 0}, "top_k=0 must be an integer >= 1"),
+        ("04", {"rho": 1.5}, "rho=1.5 is out of range: expected a decay rate in (0, 1]"),
+        ("04", {"gap": "foo"}, "gap='foo' is out of range: expected one of ('prob', 'kl')"),
+        ("04", {"alpha": "1"}, "alpha='1' must be a number (or None for the preset's value)"),
+        ("04", {"reset_optimizer": 1}, "reset_optimizer=1 must be True or False"),
+        ("04", {"tsne_points": 5}, "tsne_points=5 must be an integer >= 10"),
+        ("05", {"tables": ["IX"]}, "IX"),
+        ("05", {"adam_lr": 0}, "adam_lr=0 must be a positive learning rate"),
+        ("05", {"workers": 0}, "workers=0 must be a positive integer"),
+        ("06", {"taus": [1.5]}, "[1.5] are not thresholds in (0, 1]"),
+        ("06", {"fresh": "yes"}, "fresh='yes' must be True or False"),
+        ("07", {"methods": ["magic"]}, "unknown ['magic']"),
+        ("07", {"device": "tpu"}, "device='tpu' must be"),
+        ("08", {}, "notebook='08': no parameter checks for it"),
+    ],
+)
+def test_check_params_names_the_bad_value(notebook, changes, message):
+    ns = _params(notebook if notebook != "08" else "01", **changes)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        ex.check_params(ns, notebook=notebook)
+
+
+def test_check_params_resolves_the_defaults_in_place():
+    ns = _params("05", seeds="[3, 4]", tables="III,VI")
+    cfg, dev = ex.check_params(ns, notebook="05_ablations")
+    assert cfg.name == "smoke" and str(dev) in ("cpu", "cuda")
+    assert ns["seeds"] == [3, 4] and ns["tables"] == ["III", "VI"]
+    assert ns["workers"] == ex.default_workers(str(dev)) and ns["adam_lr"] == ex.adam_lr_for(cfg)
+    ns = _params("04", rho=0.9, gap="kl")
+    cfg, _ = ex.check_params(ns, notebook="04")
+    assert (cfg.train.rho, cfg.train.gap) == (0.9, "kl")
+    ns = _params("06", seeds=None, seed=2, taus=[0.9, 0.5])
+    cfg, _ = ex.check_params(ns, notebook="06")
+    assert ns["seeds"] == [2 + k for k in range(len(cfg.seeds))] and ns["taus"] == [0.5, 0.9]
+
+
+def test_check_params_before_the_parameters_cell_says_to_run_it():
+    with pytest.raises(ConfigError, match=re.escape("run the parameters cell (the first code cell) before this one")):
+        ex.check_params({"__name__": "__main__"}, notebook="02_warmup")

@@ -152,12 +152,26 @@ def test_the_lab_kernel_spec_loads_the_hints(tmp_path):
 # ------------------------------------------------------------------------------------------------ the notebooks
 @pytest.mark.parametrize("name", sorted(p.stem for p in NB_DIR.glob("[0-9][0-9]_*.ipynb")))
 def test_opening_a_notebook_changes_nothing(name):
-    """The committed metadata is what a Python 3 kernel fills in when JupyterLab opens the notebook (else the
-    notebook is marked modified at once and autosave rewrites it)."""
-    meta = nbformat.read(NB_DIR / f"{name}.ipynb", as_version=4).metadata
-    assert meta["kernelspec"] == {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+    """The committed metadata is what the project's Python 3.11 kernel fills in when JupyterLab opens the notebook
+    (else JupyterLab marks it modified at once and autosave rewrites it); working copies get the running Python's
+    version instead (see the next test)."""
     from ipykernel.ipkernel import IPythonKernel
 
-    info = dict(IPythonKernel.language_info)
-    info.pop("version")  # the kernel's Python version: what a 3.x kernel fills in besides is the same
-    assert {k: v for k, v in meta["language_info"].items() if k != "version"} == info
+    meta = nbformat.read(NB_DIR / f"{name}.ipynb", as_version=4).metadata
+    assert meta["kernelspec"] == {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+    info = {**IPythonKernel.language_info, "version": meta["language_info"]["version"]}
+    assert meta["language_info"] == info
+    assert meta["language_info"]["version"].startswith("3.11.")  # environment.yml's Python
+
+
+def test_a_working_copy_has_the_kernels_metadata_and_the_course_cells(tmp_path):
+    import platform
+
+    from ipykernel.ipkernel import IPythonKernel
+
+    lab.refresh_copies(NB_DIR, tmp_path)
+    for course in NB_DIR.glob("[0-9][0-9]_*.ipynb"):
+        copy = nbformat.read(tmp_path / course.name, as_version=4)
+        assert copy.metadata["language_info"] == IPythonKernel.language_info  # what this kernel fills in
+        assert copy.metadata["language_info"]["version"] == platform.python_version()
+        assert copy.cells == nbformat.read(course, as_version=4).cells
