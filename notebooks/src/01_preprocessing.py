@@ -255,9 +255,13 @@ print("wrote", paths.shown(results.write_metrics(run, metrics)))
 # %% [markdown]
 # ## Try this
 #
+# Each change goes in the parameters cell (the first code cell); then Run > Restart Kernel and Run All Cells.
+# From a shell, papermill takes the same change as `-p NAME VALUE` (in brackets).
+#
 # - Run again: the dataset and the cache are found and reused (watch the timings).
-# - `-p preset smoke` builds a tiny version in seconds; compare the shapes of the arrays.
-# - Open `data/README.md`, download CREMA-D, and run `-p dataset crema_d -p data_dir /path/to/CREMA-D`:
-#   the same cells show real faces, spectrograms of speech and Table I's CREMA-D row.
+# - `preset = "smoke"` (`-p preset smoke`) builds a tiny version in seconds; compare the shapes of the arrays.
+# - Open `data/README.md`, download CREMA-D, and set `dataset = "crema_d"` and `data_dir = "data/crema_d"`
+#   (`-p dataset crema_d -p data_dir data/crema_d`): the same cells show real faces, spectrograms of speech
+#   and Table I's CREMA-D row.
 # - Listen to a `hard` and a `corrupt` clip: the audio alone still tells the digit. That is what "the audio
 #   modality dominates these samples" means; only for the `hard` one could the picture also tell it.

@@ -199,8 +199,13 @@ print("wrote", paths.shown(results.write_metrics(run, metrics)))
 # %% [markdown]
 # ## Try this
 #
-# - `-p seed 1`: how much do the curves move between seeds? (Notebooks 05–07 report mean ± std for this reason.)
-# - `-p preset paper` on a GPU with CREMA-D (`-p dataset crema_d -p data_dir ...`): the paper's setting.
+# Each change goes in the parameters cell (the first code cell); then Run > Restart Kernel and Run All Cells.
+# From a shell, papermill takes the same change as `-p NAME VALUE` (in brackets).
+#
+# - `seed = 1` (`-p seed 1`): how much do the curves move between seeds? (Notebooks 05–07 report mean ± std
+#   for this reason.)
+# - `preset = "paper"` on a GPU with CREMA-D (`dataset = "crema_d"`, `data_dir = ...`; `-p preset paper -p
+#   dataset crema_d -p data_dir ...`): the paper's setting.
 # - Compare the concat baseline's visual accuracy with the warm-up's: how much does the unimodal loss
 #   $\mathcal{L}_v$ alone buy? Is the warm-up's visual branch closer to the visual-only model?
 # - Which tier makes the margin: `clean` or `hard`? Which one would you expect a rebalancing method to help?

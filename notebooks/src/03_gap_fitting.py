@@ -319,11 +319,15 @@ print("wrote", paths.shown(results.write_metrics(run, metrics)))
 # %% [markdown]
 # ## Try this
 #
-# - `-p mixture smm` or `-p mixture lmm`: Student-t components tolerate outliers; Laplace ones are peakier.
-#   Which fits best by BIC? Which gives the highest AUROC? (Table V asks whether it matters for accuracy.)
+# Each change goes in the parameters cell (the first code cell); then Run > Restart Kernel and Run All Cells.
+# From a shell, papermill takes the same change as `-p NAME VALUE` (in brackets).
+#
+# - `mixture = "smm"` or `mixture = "lmm"` (`-p mixture smm`, `-p mixture lmm`): Student-t components tolerate
+#   outliers; Laplace ones are peakier. Which fits best by BIC? Which gives the highest AUROC? (Table V asks
+#   whether it matters for accuracy.)
 # - In the table by tier: which tier does the mixture miss most, `hard` or `corrupt`? Why would a `hard` clip
 #   that the visual branch has already learned look balanced?
 # - Compare the prob and KL rows of the BIC table: the KL gap needs no label, is it as informative?
-# - `-p seed 1`: is the bimodality stable across warm-up seeds?
-# - Train the warm-up for fewer epochs (a smaller preset) and watch the second bump fade: the mixture needs
-#   a model that has learned something, which is why the paper warms up first.
+# - `seed = 1` (`-p seed 1`): is the bimodality stable across warm-up seeds?
+# - Train the warm-up for fewer epochs (a smaller preset) and watch the second bump fade: the mixture needs a
+#   model that has learned something, which is why the paper warms up first.

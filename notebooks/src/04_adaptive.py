@@ -316,9 +316,15 @@ print("wrote", paths.shown(results.write_metrics(run, metrics)))
 # %% [markdown]
 # ## Try this
 #
-# - `-p rho 1.0` (no annealing), then `-p rho 0.8`: compare with Table VI (notebook 05 runs the sweep over seeds).
-# - `-p gap kl`: the label-free gap of Eq. 6. Does Fig. 5 look different?
-# - `-p gamma 0`: drop the pull towards $\mu_0$ (a Table III row). Does $\pi_1$ still shrink?
-# - `-p posterior monotone`: the most imbalanced clips keep their full pull (notebook 03, section 4).
-# - `-p refit_every 3`: refit less often: cheaper, but the posteriors go stale.
-# - `-p optimizer adam -p reset_optimizer False`: the "same state" row of Table IV.
+# Each change goes in the parameters cell (the first code cell); then Run > Restart Kernel and Run All Cells.
+# From a shell, papermill takes the same change as `-p NAME VALUE` (in brackets).
+#
+# - `rho = 1.0` (no annealing), then `rho = 0.8` (`-p rho 1.0`, `-p rho 0.8`): compare with Table VI (notebook
+#   05 runs the sweep over seeds).
+# - `gap = "kl"` (`-p gap kl`): the label-free gap of Eq. 6. Does Fig. 5 look different?
+# - `gamma = 0` (`-p gamma 0`): drop the pull towards $\mu_0$ (a Table III row). Does $\pi_1$ still shrink?
+# - `posterior = "monotone"` (`-p posterior monotone`): the most imbalanced clips keep their full pull
+#   (notebook 03, section 4).
+# - `refit_every = 3` (`-p refit_every 3`): refit less often: cheaper, but the posteriors go stale.
+# - `optimizer = "adam"` and `reset_optimizer = False` (`-p optimizer adam -p reset_optimizer False`): the
+#   "same state" row of Table IV.

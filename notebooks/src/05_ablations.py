@@ -204,8 +204,15 @@ print("wrote", paths.shown(write_metrics(out, metrics)))
 
 # %% [markdown]
 # ## Try this
-# - `-p tables '["VI"]'` runs only the ρ sweep; then `-p rho 1.0` in notebook 04 and compare its
-#   Fig. 5 with the default: without annealing, does the imbalanced component still shrink?
-# - `-p seeds '[0, 1, 2, 3, 4]'`: do the ties of Table III resolve with more seeds, or stay ties?
-# - `-p adaptive_epochs 20`: do the differences between rows grow with a longer adaptive stage?
+#
+# Each change goes in the parameters cell (the first code cell); then Run > Restart Kernel and Run All Cells.
+# From a shell, papermill takes the same change as `-p NAME VALUE` (in brackets).
+#
+# - `tables = ["VI"]` (`-p tables '["VI"]'`) runs only the ρ sweep; then `rho = 1.0` (`-p rho 1.0`) in
+#   notebook 04 and compare its Fig. 5 with the default: without annealing, does the imbalanced component
+#   still shrink?
+# - `seeds = [0, 1, 2, 3, 4]` (`-p seeds '[0, 1, 2, 3, 4]'`): do the ties of Table III resolve with more
+#   seeds, or stay ties?
+# - `adaptive_epochs = 20` (`-p adaptive_epochs 20`): do the differences between rows grow with a longer
+#   adaptive stage?
 # - In Table V, compare Prob and KL within each family: is the gap choice or the family the larger effect?

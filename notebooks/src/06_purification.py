@@ -159,9 +159,14 @@ print("wrote", paths.shown(write_metrics(out, metrics)))
 
 # %% [markdown]
 # ## Try this
-# - `-p finetune_epochs 10`: does the gap between purified and 100 % fine-tuning grow or vanish with longer
-#   fine-tuning?
+#
+# Each change goes in the parameters cell (the first code cell); then Run > Restart Kernel and Run All Cells.
+# From a shell, papermill takes the same change as `-p NAME VALUE` (in brackets).
+#
+# - `finetune_epochs = 10` (`-p finetune_epochs 10`): does the gap between purified and 100 % fine-tuning grow
+#   or vanish with longer fine-tuning?
 # - Notebook 03 with `-p gap kl`, then here: does the KL gap select a different subset (compare `Data (%)`)?
-# - `-p taus '[0.99, 0.999]'`: how far can the selection go before too few clips are left?
+# - `taus = [0.99, 0.999]` (`-p taus '[0.99, 0.999]'`): how far can the selection go before too few clips are
+#   left?
 # - On the embedded dataset the imbalanced clips are known: in notebook 03, check how many of them the
 #   threshold you like best would have removed (the AUROC of w1 answers it in one number).

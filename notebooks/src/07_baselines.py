@@ -171,8 +171,13 @@ print("wrote", paths.shown(write_metrics(out, metrics)))
 
 # %% [markdown]
 # ## Try this
-# - `-p methods '["concat", "ogm_ge", "ours_prob"]' -p seeds '[0, 1, 2, 3, 4]'`: more seeds for fewer
-#   methods; do the whiskers shrink enough to separate them?
-# - Compare the visual accuracy column with the fused one: which methods buy a better weak branch without
-#   a better fused prediction?
+#
+# Each change goes in the parameters cell (the first code cell); then Run > Restart Kernel and Run All Cells.
+# From a shell, papermill takes the same change as `-p NAME VALUE` (in brackets).
+#
+# - `methods = ["concat", "ogm_ge", "ours_prob"]` and `seeds = [0, 1, 2, 3, 4]` (`-p methods '["concat",
+#   "ogm_ge", "ours_prob"]' -p seeds '[0, 1, 2, 3, 4]'`): more seeds for fewer methods; do the whiskers shrink
+#   enough to separate them?
+# - Compare the visual accuracy column with the fused one: which methods buy a better weak branch without a
+#   better fused prediction?
 # - Run notebook 05 first, then this one: the shared runs of ours are reused, only the baselines train.
