@@ -13,6 +13,7 @@ a student runs; every notebook's parameter check (`mmgap.experiments.check_param
 from __future__ import annotations
 
 import ast
+import json
 import re
 import sys
 import warnings
@@ -121,7 +122,9 @@ def _read_cells(notebook: str | Path | None) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     try:
-        import jupytext
+        if path.suffix == ".ipynb":  # plain JSON: fast (jupytext takes seconds to import)
+            return list(json.loads(path.read_text(encoding="utf-8"))["cells"])
+        import jupytext  # a paired source opened as a notebook
 
         return [dict(c) for c in jupytext.read(path).cells]
     except Exception:  # a half-saved or foreign file: no hint rather than a second error
