@@ -100,7 +100,7 @@ t_runs = time.perf_counter() - t0
 print(f"concat: test acc {concat['acc']:.3f} (audio branch {concat['acc_a']:.3f}, visual branch {concat['acc_v']:.3f}); "
       f"visual only: test acc {visual['acc']:.3f}  ({epochs} epochs each)")
 print(f"warm-up: best val acc {warm['val_acc']:.3f} at epoch {warm['best_epoch']}, test acc {warm['test_acc']:.3f}")
-print(f"warm-up checkpoint: {warm_ckpt}  (all three ready in {t_runs:.0f} s)")
+print(f"warm-up checkpoint: {paths.shown(warm_ckpt)}  (all three ready in {t_runs:.0f} s)")
 
 # %% [markdown]
 # ## 3. Branch losses and accuracies (Fig. 1)
