@@ -93,8 +93,10 @@ else:
     manifest = build_dataset_manifest(dataset, root)
 t_manifest = time.perf_counter() - t0
 print(manifest.summary())
-print(f"raw data in {root} ({t_manifest:.1f} s)")
+print(f"raw data in {paths.shown(root)} ({t_manifest:.1f} s)")
 manifest_df = pd.DataFrame([vars(r) for r in manifest.rows])
+for column in ("video", "audio"):  # file paths as the repo names them, not this machine's folders
+    manifest_df[column] = manifest_df[column].map(lambda p: paths.shown(p) if p else p)
 display(manifest_df.head(8))
 
 # %% [markdown]

@@ -97,7 +97,7 @@ tiers_all = None if cache.visual_tier is None else np.asarray(cache.visual_tier)
 # %%
 t0 = time.perf_counter()
 ckpt = experiments.ensure_warmup(cache, cfg, seed, device, progress=True)
-print("warm-up checkpoint:", ckpt)
+print("warm-up checkpoint:", paths.shown(ckpt))
 trainer = Trainer(cache, cfg, run, seed=seed, device=device, progress=False)
 trainer.model.load_state_dict(load_safe(ckpt)["model"])
 out = trainer.collect_outputs("train")
