@@ -12,7 +12,7 @@ PY := python
 STAMP := .cache/mmgap-installed-$(notdir $(ACTIVE_ENV))
 endif
 
-.PHONY: setup demo test lab clean
+.PHONY: setup demo test lab lab-course clean
 
 setup: $(STAMP)
 
@@ -31,8 +31,13 @@ demo: setup
 test: setup
 	$(PY) -m pytest
 
+# JupyterLab on working copies in work/ (git-ignored): a student's runs and edits never touch notebooks/.
 lab: setup
-	$(PY) -m jupyter lab notebooks/
+	$(PY) -m mmgap.lab
+
+# JupyterLab on the tracked notebooks/ themselves (course authors): saving updates the notebook and notebooks/src.
+lab-course: setup
+	$(PY) -m mmgap.lab --course
 
 clean:
 	rm -rf outputs runs .pytest_cache .cache

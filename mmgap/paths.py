@@ -36,6 +36,24 @@ def resolve(path: str | Path) -> Path:
     return p if p.is_absolute() else (REPO_ROOT / p)
 
 
+def shown(path: str | Path) -> str:
+    """A path as a notebook prints it, without this machine's folders: ``runs/smoke/04_adaptive`` (from the repo
+    root), ``$MMGAP_RUNS_DIR/smoke/...`` (a runs folder set elsewhere), else ``.../<last two parts>``."""
+    p = Path(path)
+    if not p.is_absolute():
+        return p.as_posix()
+    bases = [(REPO_ROOT, "")]
+    if os.environ.get("MMGAP_RUNS_DIR"):
+        bases.insert(0, (runs_root(), "$MMGAP_RUNS_DIR"))
+    for base, label in bases:
+        try:
+            rel = p.resolve().relative_to(base.resolve())
+        except ValueError:
+            continue
+        return "/".join(part for part in (label, rel.as_posix()) if part and part != ".") or "."
+    return ".../" + "/".join(p.parts[-2:])
+
+
 def run_dir(*parts: str) -> Path:
     """A folder under the runs root (created), e.g. ``run_dir("demo", "04_adaptive", "seed0")``."""
     d = runs_root().joinpath(*parts)

@@ -300,6 +300,52 @@ def test_parallel_workers_give_the_serial_results(cache, runs, tmp_path):
     assert ex.default_workers("cpu") >= 1
 
 
+def _warning_job(cache, log, seed: int, warn: bool) -> dict:
+    """A job for `run_jobs` (module level: spawned workers import it by name) that may warn like a mixture fit."""
+    import warnings
+
+    from mmgap import paths
+
+    if warn:
+        warnings.warn(f"gmm mixture EM stopped at max_iter=200 (seed {seed}): raise max_iter or tol", UserWarning)
+    log(f"ran seed {seed}")
+    return {"seed": seed, "run_dir": str(paths.runs_root() / "smoke" / "toy" / f"seed{seed}")}
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_run_jobs_names_the_runs_that_warned_and_releases_its_workers(cache, runs, tmp_path, capfd, workers):
+    """Warnings of a sweep become one line naming its runs (none printed as they come, here or in a worker),
+    and the sweep's worker processes end with it (they used to stay until the kernel stopped)."""
+    import multiprocessing
+
+    logs: list[str] = []
+    jobs = [(_warning_job, {"seed": s, "warn": s != 1}) for s in range(3)]
+    out = ex.run_jobs(_on_disk(cache, tmp_path), jobs, workers=workers, log=logs.append, desc="toy runs")
+    assert [r["seed"] for r in out] == [0, 1, 2]
+    assert sorted(line for line in logs if line.startswith("ran")) == ["ran seed 0", "ran seed 1", "ran seed 2"]
+    assert [line for line in logs if "Warning" in line] == [
+        "toy runs: UserWarning in 2 of 3 runs (smoke/toy/seed0, smoke/toy/seed2), e.g. gmm mixture EM stopped at "
+        "max_iter=200 (seed 0)"]
+    assert "max_iter" not in capfd.readouterr().err
+    assert multiprocessing.active_children() == []
+
+
+def _on_disk(cache: FeatureCache, tmp_path) -> FeatureCache:
+    """The module's cache written as a cache folder (workers load it by path)."""
+    import json
+
+    from mmgap.data import load_cache
+    from mmgap.data.cache import CACHE_FORMAT
+
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    for name in ("audio", "frames", "labels", "split"):
+        np.save(folder / f"{name}.npy", np.asarray(getattr(cache, name)))
+    (folder / "meta.json").write_text(json.dumps({"format": CACHE_FORMAT, "clip_ids": cache.clip_ids,
+                                                  "class_names": cache.class_names, "protocol": {}}))
+    return load_cache(folder)
+
+
 def test_a_diverging_baseline_leaves_an_empty_row_and_is_retried(cache, runs, monkeypatch):
     def diverge(*args, **kwargs):
         raise FloatingPointError("training loss became nan in pmr epoch 0: lower the learning rate")
@@ -334,3 +380,62 @@ def test_check_run_params_names_the_bad_value(kwargs, message):
 def test_check_run_params_defaults_workers_to_the_cores():
     dev, workers = ex.check_run_params("embedded", 0, "cpu", False, None)
     assert str(dev) == "cpu" and workers == ex.default_workers("cpu") >= 1
+
+
+# ------------------------------------------------------------------------------------------------ check_params
+def _params(notebook: str, **changes) -> dict:
+    """A notebook's parameters cell, as papermill would leave its globals, with `changes`."""
+    import papermill as pm
+
+    from mmgap import paths
+
+    nb = next(paths.NOTEBOOKS_DIR.glob(f"{notebook}*.ipynb"))
+    values = {name: p["default"] for name, p in pm.inspect_notebook(str(nb)).items()}
+    return {name: eval(text) for name, text in values.items()} | {"preset": "smoke", **changes}
+
+
+@pytest.mark.parametrize(
+    ("notebook", "changes", "message"),
+    [
+        ("01", {"dataset": "imagenet"}, "dataset='imagenet' is unknown: choose one of embedded"),
+        ("02", {"seed": -1}, "seed=-1 must be a non-negative integer"),
+        ("03", {"mixture": "dirichlet"}, "mixture='dirichlet' is out of range"),
+        ("03", {"top_k": 0}, "top_k=0 must be an integer >= 1"),
+        ("04", {"rho": 1.5}, "rho=1.5 is out of range: expected a decay rate in (0, 1]"),
+        ("04", {"gap": "foo"}, "gap='foo' is out of range: expected one of ('prob', 'kl')"),
+        ("04", {"alpha": "1"}, "alpha='1' must be a number (or None for the preset's value)"),
+        ("04", {"reset_optimizer": 1}, "reset_optimizer=1 must be True or False"),
+        ("04", {"tsne_points": 5}, "tsne_points=5 must be an integer >= 10"),
+        ("05", {"tables": ["IX"]}, "IX"),
+        ("05", {"adam_lr": 0}, "adam_lr=0 must be a positive learning rate"),
+        ("05", {"workers": 0}, "workers=0 must be a positive integer"),
+        ("06", {"taus": [1.5]}, "[1.5] are not thresholds in (0, 1]"),
+        ("06", {"fresh": "yes"}, "fresh='yes' must be True or False"),
+        ("07", {"methods": ["magic"]}, "unknown ['magic']"),
+        ("07", {"device": "tpu"}, "device='tpu' must be"),
+        ("08", {}, "notebook='08': no parameter checks for it"),
+    ],
+)
+def test_check_params_names_the_bad_value(notebook, changes, message):
+    ns = _params(notebook if notebook != "08" else "01", **changes)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        ex.check_params(ns, notebook=notebook)
+
+
+def test_check_params_resolves_the_defaults_in_place():
+    ns = _params("05", seeds="[3, 4]", tables="III,VI")
+    cfg, dev = ex.check_params(ns, notebook="05_ablations")
+    assert cfg.name == "smoke" and str(dev) in ("cpu", "cuda")
+    assert ns["seeds"] == [3, 4] and ns["tables"] == ["III", "VI"]
+    assert ns["workers"] == ex.default_workers(str(dev)) and ns["adam_lr"] == ex.adam_lr_for(cfg)
+    ns = _params("04", rho=0.9, gap="kl")
+    cfg, _ = ex.check_params(ns, notebook="04")
+    assert (cfg.train.rho, cfg.train.gap) == (0.9, "kl")
+    ns = _params("06", seeds=None, seed=2, taus=[0.9, 0.5])
+    cfg, _ = ex.check_params(ns, notebook="06")
+    assert ns["seeds"] == [2 + k for k in range(len(cfg.seeds))] and ns["taus"] == [0.5, 0.9]
+
+
+def test_check_params_before_the_parameters_cell_says_to_run_it():
+    with pytest.raises(ConfigError, match=re.escape("run the parameters cell (the first code cell) before this one")):
+        ex.check_params({"__name__": "__main__"}, notebook="02_warmup")

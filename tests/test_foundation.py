@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -165,8 +166,32 @@ def test_progress_bars_are_widgets_interactively_and_text_headless(monkeypatch):
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     assert "ipywidgets" in {_req_name(r) for r in deps} and "ipywidgets" in _env_yml_names()
     monkeypatch.setenv("MMGAP_PROGRESS", "text")
-    bar = progress(range(3), disable=True)
-    assert type(bar) is tqdm.std.tqdm
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    bar = progress(range(3), disable=True, file=Terminal())
+    assert type(bar) is tqdm.std.tqdm  # a live text bar on a terminal
     monkeypatch.setenv("MMGAP_PROGRESS", "auto")
     bar = progress(range(3), disable=True)
     assert isinstance(bar, tqdm.auto.tqdm)
+
+
+def test_headless_text_progress_is_one_line_per_bar(monkeypatch, capsys):
+    """Under papermill (text, not a terminal) a bar is one closing line, however many items; a transient bar
+    (leave=False, an epoch's) writes nothing."""
+    from mmgap.progress import OneLine, progress
+
+    monkeypatch.setenv("MMGAP_PROGRESS", "text")
+    bar = progress(range(40), desc="adaptive runs (2 workers)", mininterval=2.0)
+    assert isinstance(bar, OneLine)
+    assert list(bar) == list(range(40))
+    with progress(total=5, desc="caching") as manual:
+        for _ in range(5):
+            manual.update()
+    assert list(progress(range(3), desc="epoch 1", leave=False)) == [0, 1, 2]
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2, err
+    assert err[0].startswith("adaptive runs (2 workers): 40/40 done in ") and err[0].endswith(" s")
+    assert err[1].startswith("caching: 5/5 done in ")

@@ -357,6 +357,27 @@ def test_07_baselines(course: SimpleNamespace) -> None:
     _png(run / "table_II.png")
 
 
+@pytest.mark.parametrize("name", COURSE)
+def test_headless_outputs_are_quiet_and_name_no_machine_path(course: SimpleNamespace, name: str) -> None:
+    """What papermill stores: no folder of this machine (the runs and data folders, the repo, ipykernel's
+    temporary files) and no progress-bar redraws (each bar is one line when it ends, mmgap.progress)."""
+    import tempfile
+
+    _run_folder(course, name)
+    nb = nbformat.read(course.root / f"{name}.ipynb", as_version=4)
+    texts = []
+    for cell in (c for c in nb.cells if c.cell_type == "code"):
+        for out in cell.outputs:
+            texts.append(out.get("text", ""))
+            texts += [out.get("data", {}).get(kind, "") for kind in ("text/plain", "text/html", "text/markdown")]
+            texts += out.get("traceback", [])
+    text = "\n".join(texts)
+    for machine in (str(course.root), str(paths.REPO_ROOT), tempfile.gettempdir() + "/", "ipykernel_"):
+        assert machine not in text, f"{name} prints {machine!r}: " + text[text.index(machine) - 200:][:400]
+    bars = [line for line in text.splitlines() if "%|" in line or "it/s]" in line]
+    assert not bars, bars[:5]
+
+
 # ------------------------------------------------------------------------------------------------ user command
 @pytest.mark.slow
 @pytest.mark.parametrize("where", ["repo_root", "notebooks"])

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import train_test_split
 
+from mmgap import paths
 from mmgap.data.decode import ClipError, check_audio, read_audio, read_frames
 from mmgap.data.features import audio_features, feature_shape
 from mmgap.data.manifest import (SPLIT_CODES, SPLITS, DataError, Exclusion, Manifest, ManifestRow, no_usable_clips,
@@ -265,7 +266,7 @@ def build_cache(manifest: Manifest, protocol: Protocol, cache_root: str | Path, 
     (cache_root / FAILED_EXCLUSIONS).unlink(missing_ok=True)
     if progress:
         print(f"{manifest.dataset}: cached {len(rows)} clips (train {counts['train']}, val {counts['val']}, "
-              f"test {counts['test']}); skipped {len(exclusions)} (see {final / 'exclusions.csv'}) "
+              f"test {counts['test']}); skipped {len(exclusions)} (see {paths.shown(final / 'exclusions.csv')}) "
               f"in {meta['seconds']} s")
         if exclusions:
             print("main reasons:\n" + summarise_reasons(exclusions))

@@ -6,7 +6,7 @@ the code lives in one module per job, each importing only the ones above it in t
 
 - `settings`: what a sweep varies, the rows of Tables II-VII, `AdaptiveSetting`, the control arm, labels;
 - `workers`: runs spread over processes (`run_jobs`, `default_workers`);
-- `params`: the notebooks' parameter checks (`check_seeds`, `check_tables`, ...);
+- `params`: the notebooks' parameter checks (`check_params`, one call per notebook; `check_seeds`, ...);
 - `runs`: one run, reused when finished (`ensure_warmup`, `run_adaptive`, `purify_one`, `baseline_one`);
 - `sweeps`: a table's runs for every seed (`run_ablations`, `run_purification`, `run_methods`, `run_arms`);
 - `reporting`: tables, verdicts and the Table II chart from the sweeps' rows.
@@ -28,8 +28,10 @@ Work is shared wherever the paper's tables overlap:
 """
 
 from mmgap.experiments.params import (
+    Checked,
     check_common,
     check_methods,
+    check_params,
     check_run_params,
     check_seeds,
     check_tables,
@@ -112,7 +114,8 @@ __all__ = [
     # workers
     "Job", "default_workers", "run_jobs",
     # params
-    "check_common", "check_methods", "check_run_params", "check_seeds", "check_tables", "check_taus",
+    "Checked", "check_common", "check_methods", "check_params", "check_run_params", "check_seeds", "check_tables",
+    "check_taus",
     # runs
     "WARMUP_FIELDS", "adaptive_root", "adaptive_run_dir", "baseline_one", "cache_id", "ensure_warmup",
     "is_finished", "methods_root", "phenomena_fields", "purify_one", "run_adaptive", "warmup_dir",

@@ -7,15 +7,17 @@ Lists may arrive as text (``papermill -p seeds '[0, 1]'``).
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable, MutableMapping
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
 from mmgap import baselines
-from mmgap.config import ConfigError, Preset
+from mmgap import hints
+from mmgap.config import ConfigError, Preset, get_preset
 from mmgap.data import DATASETS
-from mmgap.experiments.settings import CONTROL, OURS, ordered_tables
+from mmgap.experiments.settings import CONTROL, OURS, adam_lr_for, ordered_tables
 from mmgap.experiments.workers import default_workers
 from mmgap.trainer import resolve_device
 
@@ -121,3 +123,111 @@ def check_methods(methods: Any) -> list[str]:
 def _baseline_names() -> tuple[str, ...]:
     """Names registered in mmgap.baselines, in Table II's order."""
     return tuple(baselines.NAMES)
+
+
+# ------------------------------------------------------------------------------------------------ one call per notebook
+class Checked(NamedTuple):
+    """What a notebook's parameter check gives back: ``cfg, dev = experiments.check_params(globals(), ...)``."""
+
+    preset: Preset
+    device: "torch.device"
+
+
+def check_params(namespace: MutableMapping[str, Any], notebook: str) -> Checked:
+    """Validate a course notebook's parameters (its ``globals()``) in one call; raises ConfigError naming a bad one.
+
+    `notebook` is the notebook's name or number ("04_adaptive" or "04"). Parameters that arrive as text or
+    as None-for-the-default are written back resolved (``seeds``, ``tables``, ``taus``, ``methods``,
+    ``workers``, ``adam_lr``), so the cells below use them as they are. In a kernel it also installs the
+    course's hints (`mmgap.hints`: a cell run too early names the cell to run first).
+    """
+    number = str(notebook)[:2]
+    if number not in _CHECKS:
+        raise ConfigError(f"notebook={notebook!r}: no parameter checks for it; expected one of {sorted(_CHECKS)}")
+    hints.install(notebook=notebook)
+    missing = [name for name in ("dataset", "preset", "seed", "device") if name not in namespace]
+    if missing:
+        raise ConfigError(f"parameters {missing} are not defined: run the parameters cell (the first code cell) "
+                          "before this one")
+    preset, resolved = _CHECKS[number](namespace)
+    namespace.update(resolved)
+    try:
+        device = resolve_device(namespace["device"])
+    except ValueError as err:  # e.g. "cuda" asked for on a machine without a GPU
+        raise ConfigError(str(err)) from None
+    return Checked(preset, device)
+
+
+def _plain(ns: MutableMapping[str, Any]) -> tuple[Preset, dict[str, Any]]:
+    """01 and 02: the common parameters and the preset."""
+    check_common(ns["dataset"], ns["seed"], ns["device"])
+    return get_preset(ns["preset"]), {}
+
+
+def _gap_fitting(ns: MutableMapping[str, Any]) -> tuple[Preset, dict[str, Any]]:
+    """03: the mixture family of Fig. 3 and how many clips to show."""
+    check_common(ns["dataset"], ns["seed"], ns["device"])
+    top_k = ns["top_k"]
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ConfigError(f"top_k={top_k!r} must be an integer >= 1")
+    return get_preset(ns["preset"], mixture=ns["mixture"]), {}
+
+
+_EQ11 = ("rho", "alpha", "beta", "gamma", "gap", "mixture", "refit_every", "optimizer", "reset_optimizer",
+         "posterior")
+
+
+def _adaptive(ns: MutableMapping[str, Any]) -> tuple[Preset, dict[str, Any]]:
+    """04: Eq. 11's hyperparameters (None: the preset's value) and the t-SNE size."""
+    check_common(ns["dataset"], ns["seed"], ns["device"])
+    tsne_points = ns["tsne_points"]
+    if isinstance(tsne_points, bool) or not isinstance(tsne_points, int) or tsne_points < 10:
+        raise ConfigError(f"tsne_points={tsne_points!r} must be an integer >= 10")
+    overrides = {k: ns[k] for k in _EQ11 if ns.get(k) is not None}
+    for name in ("rho", "alpha", "beta", "gamma"):
+        if name in overrides and (isinstance(overrides[name], bool) or not isinstance(overrides[name], (int, float))):
+            raise ConfigError(f"{name}={overrides[name]!r} must be a number (or None for the preset's value)")
+    if "reset_optimizer" in overrides and not isinstance(overrides["reset_optimizer"], bool):
+        raise ConfigError(f"reset_optimizer={overrides['reset_optimizer']!r} must be True or False "
+                          "(or None for the preset's value)")
+    return get_preset(ns["preset"], **overrides), {}  # ConfigError names an out-of-range value (rho 1.5, ...)
+
+
+def _sweep(ns: MutableMapping[str, Any], preset: Preset) -> dict[str, Any]:
+    """05-07: the run parameters and the seeds."""
+    _, workers = check_run_params(ns["dataset"], ns["seed"], ns["device"], ns["fresh"], ns["workers"])
+    return {"workers": workers, "seeds": check_seeds(ns["seeds"], preset, first=ns["seed"])}
+
+
+def _ablations(ns: MutableMapping[str, Any]) -> tuple[Preset, dict[str, Any]]:
+    """05: which tables, the adaptive epochs and Adam's learning rate."""
+    epochs = ns["adaptive_epochs"]
+    preset = get_preset(ns["preset"], **({} if epochs is None else {"adaptive_epochs": epochs}))
+    resolved = {**_sweep(ns, preset), "tables": check_tables(ns["tables"])}
+    adam_lr = adam_lr_for(preset) if ns["adam_lr"] is None else ns["adam_lr"]
+    if isinstance(adam_lr, bool) or not isinstance(adam_lr, (int, float)) or not adam_lr > 0:
+        raise ConfigError(f"adam_lr={adam_lr!r} must be a positive learning rate (or None: 0.5 × the SGD rate)")
+    return preset, {**resolved, "adam_lr": adam_lr}
+
+
+def _purification(ns: MutableMapping[str, Any]) -> tuple[Preset, dict[str, Any]]:
+    """06: the thresholds τ and the fine-tuning epochs."""
+    epochs = ns["finetune_epochs"]
+    preset = get_preset(ns["preset"], **({} if epochs is None else {"finetune_epochs": epochs}))
+    resolved = {**_sweep(ns, preset), "taus": check_taus(ns["taus"])}
+    if preset.train.finetune_epochs < 1:
+        raise ConfigError(f"finetune_epochs={preset.train.finetune_epochs} must be at least 1 "
+                          "(fine-tuning needs an epoch)")
+    return preset, resolved
+
+
+def _baselines(ns: MutableMapping[str, Any]) -> tuple[Preset, dict[str, Any]]:
+    """07: the Table II methods."""
+    preset = get_preset(ns["preset"])
+    return preset, {**_sweep(ns, preset), "methods": check_methods(ns["methods"])}
+
+
+_CHECKS: dict[str, Callable[[MutableMapping[str, Any]], tuple[Preset, dict[str, Any]]]] = {
+    "01": _plain, "02": _plain, "03": _gap_fitting, "04": _adaptive, "05": _ablations, "06": _purification,
+    "07": _baselines,
+}

@@ -94,14 +94,14 @@ def warmup_is_compatible(ckpt_path: str | Path, preset: Preset) -> tuple[bool, s
     except CheckpointError as exc:
         return False, str(exc)
     if ck.get("stage") != "warmup" or not ck.get("stage_complete", False):
-        return False, f"{ckpt_path} is not a completed warm-up (stage {ck.get('stage')!r})"
+        return False, f"{paths.shown(ckpt_path)} is not a completed warm-up (stage {ck.get('stage')!r})"
     saved = from_json(ck["preset"])
     mine = json.loads(json.dumps(preset.to_dict()))
     diffs = [f"model.{k}" for k in mine["model"] if saved["model"].get(k) != mine["model"][k]]
     diffs += [f"embedded.{k}" for k in mine["embedded"] if saved["embedded"].get(k) != mine["embedded"][k]]
     diffs += [f"train.{k}" for k in WARMUP_FIELDS if saved["train"].get(k) != mine["train"][k]]
     if diffs:
-        return False, f"{ckpt_path} was trained with other settings ({', '.join(diffs)})"
+        return False, f"{paths.shown(ckpt_path)} was trained with other settings ({', '.join(diffs)})"
     return True, "compatible"
 
 
@@ -120,14 +120,14 @@ def ensure_warmup(
             ok, why = warmup_is_compatible(cand, preset)
             if ok:
                 return Path(cand)
-            log(f"note: not reusing {cand}: {why}")
-    log(f"note: no warm-up checkpoint for seed {seed} ({preset.train.optimizer}); training one in {folder} "
+            log(f"note: not reusing {paths.shown(cand)}: {why}")
+    log(f"note: no warm-up checkpoint for seed {seed} ({preset.train.optimizer}); training one in {paths.shown(folder)} "
         f"({preset.train.warmup_epochs} epochs)")
     try:  # an interrupted warm-up in the folder continues where it stopped
         res = run_warmup(cache, warmup_preset(preset), folder, seed=seed, device=device, resume=True,
                          progress=progress)
     except ValueError as exc:  # its last.pt was written with other settings: start over
-        log(f"note: not resuming the warm-up in {folder}: {exc}")
+        log(f"note: not resuming the warm-up in {paths.shown(folder)}: {exc}")
         res = run_warmup(cache, warmup_preset(preset), folder, seed=seed, device=device, resume=False,
                          progress=progress)
     return Path(res["warmup_ckpt"])

@@ -53,10 +53,8 @@ device = "auto"  # str: "auto" (CUDA when present) | "cpu" | "cuda" (unused here
 # %% tags=["validation"]
 # Validate the parameters first (papermill does no type checking): a bad value stops here with a clear message.
 from mmgap import experiments
-from mmgap.config import ConfigError, get_preset
 
-experiments.check_common(dataset, seed, device)  # ConfigError names a bad dataset, seed or device
-cfg = get_preset(preset)  # ConfigError for an unknown preset
+cfg, dev = experiments.check_params(globals(), notebook="01_preprocessing")  # ConfigError names a bad value
 print(f"dataset={dataset}, preset={cfg.name}, seed={seed}")
 
 # %%
@@ -75,7 +73,7 @@ from mmgap.data.prepare import build_dataset_manifest, embedded_root
 
 t_start = time.perf_counter()
 run = paths.run_dir(cfg.name, "01_preprocessing", dataset)
-print("results go to", run)
+print("results go to", paths.shown(run))
 
 # %% [markdown]
 # ## 1. Raw clips → manifest
@@ -95,8 +93,10 @@ else:
     manifest = build_dataset_manifest(dataset, root)
 t_manifest = time.perf_counter() - t0
 print(manifest.summary())
-print(f"raw data in {root} ({t_manifest:.1f} s)")
+print(f"raw data in {paths.shown(root)} ({t_manifest:.1f} s)")
 manifest_df = pd.DataFrame([vars(r) for r in manifest.rows])
+for column in ("video", "audio"):  # file paths as the repo names them, not this machine's folders
+    manifest_df[column] = manifest_df[column].map(lambda p: paths.shown(p) if p else p)
 display(manifest_df.head(8))
 
 # %% [markdown]
@@ -113,7 +113,7 @@ display(manifest_df.head(8))
 t0 = time.perf_counter()
 cache = prepare(dataset, data_dir, cfg, seed)
 t_cache = time.perf_counter() - t0
-print(f"cache: {cache.path} ({t_cache:.1f} s)")
+print(f"cache: {paths.shown(cache.path)} ({t_cache:.1f} s)")
 shapes = pd.DataFrame(
     [
         ("audio", str(cache.audio.shape), str(cache.audio.dtype), cache.audio.nbytes / 2**20),
@@ -252,14 +252,18 @@ metrics = {
     "timings": {"manifest_seconds": t_manifest, "cache_seconds": t_cache,
                 "total_seconds": time.perf_counter() - t_start},
 }
-print("wrote", results.write_metrics(run, metrics))
+print("wrote", paths.shown(results.write_metrics(run, metrics)))
 
 # %% [markdown]
 # ## Try this
 #
+# Each change goes in the parameters cell (the first code cell); then Run > Restart Kernel and Run All Cells.
+# From a shell, papermill takes the same change as `-p NAME VALUE` (in brackets).
+#
 # - Run again: the dataset and the cache are found and reused (watch the timings).
-# - `-p preset smoke` builds a tiny version in seconds; compare the shapes of the arrays.
-# - Open `data/README.md`, download CREMA-D, and run `-p dataset crema_d -p data_dir /path/to/CREMA-D`:
-#   the same cells show real faces, spectrograms of speech and Table I's CREMA-D row.
+# - `preset = "smoke"` (`-p preset smoke`) builds a tiny version in seconds; compare the shapes of the arrays.
+# - Open `data/README.md`, download CREMA-D, and set `dataset = "crema_d"` and `data_dir = "data/crema_d"`
+#   (`-p dataset crema_d -p data_dir data/crema_d`): the same cells show real faces, spectrograms of speech
+#   and Table I's CREMA-D row.
 # - Listen to a `hard` and a `corrupt` clip: the audio alone still tells the digit. That is what "the audio
 #   modality dominates these samples" means; only for the `hard` one could the picture also tell it.

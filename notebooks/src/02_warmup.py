@@ -52,10 +52,8 @@ device = "auto"  # str: "auto" (CUDA when present, else CPU) | "cpu" | "cuda"
 # %% tags=["validation"]
 # Validate the parameters first (papermill does no type checking): a bad value stops here with a clear message.
 from mmgap import experiments
-from mmgap.config import ConfigError, get_preset
 
-experiments.check_common(dataset, seed, device)  # ConfigError names a bad dataset, seed or device
-cfg = get_preset(preset)  # ConfigError for an unknown preset
+cfg, dev = experiments.check_params(globals(), notebook="02_warmup")  # ConfigError names a bad value
 print(f"dataset={dataset}, preset={cfg.name}, seed={seed}, device={device}")
 print(f"training: {cfg.train.warmup_epochs} epochs, {cfg.train.optimizer} lr={cfg.train.lr}, "
       f"batch {cfg.train.batch_size}, ResNet-18 width {cfg.model.width}")
@@ -73,7 +71,7 @@ from mmgap.trainer import load_history, resolve_device
 
 t_start = time.perf_counter()
 run = paths.run_dir(cfg.name, "02_warmup", f"{dataset}-seed{seed}")
-print("results go to", run, "| device:", resolve_device(device))
+print("results go to", paths.shown(run), "| device:", resolve_device(device))
 cache = prepare(dataset, data_dir, cfg, seed)  # built by notebook 01, or built now (printed) when missing
 print(f"feature cache: {cache.path.name}, {cache.counts()}")
 
@@ -102,7 +100,7 @@ t_runs = time.perf_counter() - t0
 print(f"concat: test acc {concat['acc']:.3f} (audio branch {concat['acc_a']:.3f}, visual branch {concat['acc_v']:.3f}); "
       f"visual only: test acc {visual['acc']:.3f}  ({epochs} epochs each)")
 print(f"warm-up: best val acc {warm['val_acc']:.3f} at epoch {warm['best_epoch']}, test acc {warm['test_acc']:.3f}")
-print(f"warm-up checkpoint: {warm_ckpt}  (all three ready in {t_runs:.0f} s)")
+print(f"warm-up checkpoint: {paths.shown(warm_ckpt)}  (all three ready in {t_runs:.0f} s)")
 
 # %% [markdown]
 # ## 3. Branch losses and accuracies (Fig. 1)
@@ -196,13 +194,18 @@ metrics = {
     "timings": {"runs_seconds": t_runs, "total_seconds": time.perf_counter() - t_start,
                 **warm["timings"]},
 }
-print("wrote", results.write_metrics(run, metrics))
+print("wrote", paths.shown(results.write_metrics(run, metrics)))
 
 # %% [markdown]
 # ## Try this
 #
-# - `-p seed 1`: how much do the curves move between seeds? (Notebooks 05–07 report mean ± std for this reason.)
-# - `-p preset paper` on a GPU with CREMA-D (`-p dataset crema_d -p data_dir ...`): the paper's setting.
+# Each change goes in the parameters cell (the first code cell); then Run > Restart Kernel and Run All Cells.
+# From a shell, papermill takes the same change as `-p NAME VALUE` (in brackets).
+#
+# - `seed = 1` (`-p seed 1`): how much do the curves move between seeds? (Notebooks 05–07 report mean ± std
+#   for this reason.)
+# - `preset = "paper"` on a GPU with CREMA-D (`dataset = "crema_d"`, `data_dir = ...`; `-p preset paper -p
+#   dataset crema_d -p data_dir ...`): the paper's setting.
 # - Compare the concat baseline's visual accuracy with the warm-up's: how much does the unimodal loss
 #   $\mathcal{L}_v$ alone buy? Is the warm-up's visual branch closer to the visual-only model?
 # - Which tier makes the margin: `clean` or `hard`? Which one would you expect a rebalancing method to help?

@@ -57,12 +57,8 @@ top_k = 4  # int, at least 1: how many of the most imbalanced clips to show and 
 # %% tags=["validation"]
 # Validate the parameters first (papermill does no type checking): a bad value stops here with a clear message.
 from mmgap import experiments
-from mmgap.config import ConfigError, get_preset
 
-experiments.check_common(dataset, seed, device)  # ConfigError names a bad dataset, seed or device
-if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-    raise ConfigError(f"top_k={top_k!r} must be an integer >= 1")
-cfg = get_preset(preset, mixture=mixture)  # ConfigError for an unknown preset or mixture family
+cfg, dev = experiments.check_params(globals(), notebook="03_gap_fitting")  # ConfigError names a bad value
 print(f"dataset={dataset}, preset={cfg.name}, seed={seed}, mixture={cfg.train.mixture}")
 
 # %%
@@ -86,7 +82,7 @@ from mmgap.trainer import Trainer
 
 t_start = time.perf_counter()
 run = paths.run_dir(cfg.name, "03_gap_fitting", f"{dataset}-seed{seed}")
-print("results go to", run)
+print("results go to", paths.shown(run))
 cache = prepare(dataset, data_dir, cfg, seed)  # built by notebook 01, or built now (printed) when missing
 flags_all = None if cache.imbalanced is None else np.asarray(cache.imbalanced, dtype=bool)
 tiers_all = None if cache.visual_tier is None else np.asarray(cache.visual_tier)
@@ -101,7 +97,7 @@ tiers_all = None if cache.visual_tier is None else np.asarray(cache.visual_tier)
 # %%
 t0 = time.perf_counter()
 ckpt = experiments.ensure_warmup(cache, cfg, seed, device, progress=True)
-print("warm-up checkpoint:", ckpt)
+print("warm-up checkpoint:", paths.shown(ckpt))
 trainer = Trainer(cache, cfg, run, seed=seed, device=device, progress=False)
 trainer.model.load_state_dict(load_safe(ckpt)["model"])
 out = trainer.collect_outputs("train")
@@ -318,16 +314,20 @@ metrics = {
     "most_imbalanced": shown,
     "timings": {"gaps_seconds": t_gaps, "fits_seconds": t_fits, "total_seconds": time.perf_counter() - t_start},
 }
-print("wrote", results.write_metrics(run, metrics))
+print("wrote", paths.shown(results.write_metrics(run, metrics)))
 
 # %% [markdown]
 # ## Try this
 #
-# - `-p mixture smm` or `-p mixture lmm`: Student-t components tolerate outliers; Laplace ones are peakier.
-#   Which fits best by BIC? Which gives the highest AUROC? (Table V asks whether it matters for accuracy.)
+# Each change goes in the parameters cell (the first code cell); then Run > Restart Kernel and Run All Cells.
+# From a shell, papermill takes the same change as `-p NAME VALUE` (in brackets).
+#
+# - `mixture = "smm"` or `mixture = "lmm"` (`-p mixture smm`, `-p mixture lmm`): Student-t components tolerate
+#   outliers; Laplace ones are peakier. Which fits best by BIC? Which gives the highest AUROC? (Table V asks
+#   whether it matters for accuracy.)
 # - In the table by tier: which tier does the mixture miss most, `hard` or `corrupt`? Why would a `hard` clip
 #   that the visual branch has already learned look balanced?
 # - Compare the prob and KL rows of the BIC table: the KL gap needs no label, is it as informative?
-# - `-p seed 1`: is the bimodality stable across warm-up seeds?
-# - Train the warm-up for fewer epochs (a smaller preset) and watch the second bump fade: the mixture needs
-#   a model that has learned something, which is why the paper warms up first.
+# - `seed = 1` (`-p seed 1`): is the bimodality stable across warm-up seeds?
+# - Train the warm-up for fewer epochs (a smaller preset) and watch the second bump fade: the mixture needs a
+#   model that has learned something, which is why the paper warms up first.

@@ -69,20 +69,8 @@ tsne_points = 300  # int, at least 10: test clips in the t-SNE of Fig. 4 (t-SNE 
 # %% tags=["validation"]
 # Validate the parameters first (papermill does no type checking): a bad value stops here with a clear message.
 from mmgap import experiments
-from mmgap.config import ConfigError, get_preset
 
-experiments.check_common(dataset, seed, device)  # ConfigError names a bad dataset, seed or device
-if isinstance(tsne_points, bool) or not isinstance(tsne_points, int) or tsne_points < 10:
-    raise ConfigError(f"tsne_points={tsne_points!r} must be an integer >= 10")
-overrides = {k: v for k, v in dict(rho=rho, alpha=alpha, beta=beta, gamma=gamma, gap=gap, mixture=mixture,
-                                   refit_every=refit_every, optimizer=optimizer, reset_optimizer=reset_optimizer,
-                                   posterior=posterior).items() if v is not None}
-for name in ("rho", "alpha", "beta", "gamma"):
-    if name in overrides and (isinstance(overrides[name], bool) or not isinstance(overrides[name], (int, float))):
-        raise ConfigError(f"{name}={overrides[name]!r} must be a number (or None for the preset's value)")
-if "reset_optimizer" in overrides and not isinstance(reset_optimizer, bool):
-    raise ConfigError(f"reset_optimizer={reset_optimizer!r} must be True or False (or None for the preset's value)")
-cfg = get_preset(preset, **overrides)  # ConfigError names any out-of-range value (rho 1.5, gap foo, ...)
+cfg, dev = experiments.check_params(globals(), notebook="04_adaptive")  # ConfigError names a bad value
 t = cfg.train
 adam_lr = experiments.adam_lr_for(cfg)  # the presets' SGD rates make Adam diverge (see mmgap.experiments.settings.ADAM_LR_RATIO)
 print(f"dataset={dataset}, preset={cfg.name}, seed={seed}, device={device}")
@@ -113,7 +101,7 @@ cache = prepare(dataset, data_dir, cfg, seed)  # built by notebook 01, or built 
 setting = experiments.AdaptiveSetting.from_preset(cfg)
 control = experiments.control_setting(setting)
 run = paths.run_dir(cfg.name, "04_adaptive", f"{dataset}-seed{seed}", setting.key)
-print("figures and tables go to", run)
+print("figures and tables go to", paths.shown(run))
 
 # %% [markdown]
 # ## 1. Warm-up (reused), adaptive training and its control
@@ -323,14 +311,20 @@ metrics = {
     "timings": {"train_seconds": t_train, "adaptive_seconds": row["seconds"], "control_seconds": row_c["seconds"],
                 "tsne_seconds": t_tsne, "total_seconds": time.perf_counter() - t_start},
 }
-print("wrote", results.write_metrics(run, metrics))
+print("wrote", paths.shown(results.write_metrics(run, metrics)))
 
 # %% [markdown]
 # ## Try this
 #
-# - `-p rho 1.0` (no annealing), then `-p rho 0.8`: compare with Table VI (notebook 05 runs the sweep over seeds).
-# - `-p gap kl`: the label-free gap of Eq. 6. Does Fig. 5 look different?
-# - `-p gamma 0`: drop the pull towards $\mu_0$ (a Table III row). Does $\pi_1$ still shrink?
-# - `-p posterior monotone`: the most imbalanced clips keep their full pull (notebook 03, section 4).
-# - `-p refit_every 3`: refit less often: cheaper, but the posteriors go stale.
-# - `-p optimizer adam -p reset_optimizer False`: the "same state" row of Table IV.
+# Each change goes in the parameters cell (the first code cell); then Run > Restart Kernel and Run All Cells.
+# From a shell, papermill takes the same change as `-p NAME VALUE` (in brackets).
+#
+# - `rho = 1.0` (no annealing), then `rho = 0.8` (`-p rho 1.0`, `-p rho 0.8`): compare with Table VI (notebook
+#   05 runs the sweep over seeds).
+# - `gap = "kl"` (`-p gap kl`): the label-free gap of Eq. 6. Does Fig. 5 look different?
+# - `gamma = 0` (`-p gamma 0`): drop the pull towards $\mu_0$ (a Table III row). Does $\pi_1$ still shrink?
+# - `posterior = "monotone"` (`-p posterior monotone`): the most imbalanced clips keep their full pull
+#   (notebook 03, section 4).
+# - `refit_every = 3` (`-p refit_every 3`): refit less often: cheaper, but the posteriors go stale.
+# - `optimizer = "adam"` and `reset_optimizer = False` (`-p optimizer adam -p reset_optimizer False`): the
+#   "same state" row of Table IV.

@@ -77,23 +77,15 @@ from IPython.display import Markdown, display
 
 from mmgap import experiments as ex
 from mmgap import paths, plots
-from mmgap.config import ConfigError, get_preset
 from mmgap.data import prepare
 from mmgap.results import save_table, write_metrics
 
-overrides = {} if adaptive_epochs is None else {"adaptive_epochs": adaptive_epochs}
-cfg = get_preset(preset, **overrides)  # ConfigError names a bad preset or value
-dev, workers = ex.check_run_params(dataset, seed, device, fresh, workers)  # ConfigError on a bad value
-seeds = ex.check_seeds(seeds, cfg, first=seed)
-tables = ex.check_tables(tables)
-adam_lr = ex.adam_lr_for(cfg) if adam_lr is None else adam_lr
-if isinstance(adam_lr, bool) or not isinstance(adam_lr, (int, float)) or not adam_lr > 0:
-    raise ConfigError(f"adam_lr={adam_lr!r} must be a positive learning rate (or None: 0.5 × the SGD rate)")
+cfg, dev = ex.check_params(globals(), notebook="05_ablations")  # ConfigError names a bad value
 out = paths.run_dir(cfg.name, "05_ablations")
 full_key = ex.AdaptiveSetting.from_preset(cfg).key  # the row every table shares
 plan = ex.ablation_plan(tables, ex.AdaptiveSetting.from_preset(cfg))
 print(f"preset={cfg.name}, dataset={dataset}, seeds={seeds}, tables={tables}, device={dev}")
-print(f"{len(plan)} table rows, {len(ex.distinct_settings(plan))} distinct settings; results in {out}")
+print(f"{len(plan)} table rows, {len(ex.distinct_settings(plan))} distinct settings; results in {paths.shown(out)}")
 
 # %% [markdown]
 # ## The data
@@ -208,12 +200,19 @@ metrics = {
     "timings": {"total_seconds": time.perf_counter() - t_start, "sweep_seconds": sweep_seconds,
                 "train_seconds_per_run": float(rows.drop_duplicates(["setting", "seed"])["seconds"].mean())},
 }
-print("wrote", write_metrics(out, metrics))
+print("wrote", paths.shown(write_metrics(out, metrics)))
 
 # %% [markdown]
 # ## Try this
-# - `-p tables '["VI"]'` runs only the ρ sweep; then `-p rho 1.0` in notebook 04 and compare its
-#   Fig. 5 with the default: without annealing, does the imbalanced component still shrink?
-# - `-p seeds '[0, 1, 2, 3, 4]'`: do the ties of Table III resolve with more seeds, or stay ties?
-# - `-p adaptive_epochs 20`: do the differences between rows grow with a longer adaptive stage?
+#
+# Each change goes in the parameters cell (the first code cell); then Run > Restart Kernel and Run All Cells.
+# From a shell, papermill takes the same change as `-p NAME VALUE` (in brackets).
+#
+# - `tables = ["VI"]` (`-p tables '["VI"]'`) runs only the ρ sweep; then `rho = 1.0` (`-p rho 1.0`) in
+#   notebook 04 and compare its Fig. 5 with the default: without annealing, does the imbalanced component
+#   still shrink?
+# - `seeds = [0, 1, 2, 3, 4]` (`-p seeds '[0, 1, 2, 3, 4]'`): do the ties of Table III resolve with more
+#   seeds, or stay ties?
+# - `adaptive_epochs = 20` (`-p adaptive_epochs 20`): do the differences between rows grow with a longer
+#   adaptive stage?
 # - In Table V, compare Prob and KL within each family: is the gap choice or the family the larger effect?

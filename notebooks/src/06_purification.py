@@ -54,20 +54,13 @@ from IPython.display import display
 
 from mmgap import experiments as ex
 from mmgap import paths, plots
-from mmgap.config import ConfigError, get_preset
 from mmgap.data import prepare
 from mmgap.results import save_table, write_metrics
 
-overrides = {} if finetune_epochs is None else {"finetune_epochs": finetune_epochs}
-cfg = get_preset(preset, **overrides)  # ConfigError names a bad preset or value
-dev, workers = ex.check_run_params(dataset, seed, device, fresh, workers)  # ConfigError on a bad value
-seeds = ex.check_seeds(seeds, cfg, first=seed)
-taus = ex.check_taus(taus)
-if cfg.train.finetune_epochs < 1:
-    raise ConfigError(f"finetune_epochs={cfg.train.finetune_epochs} must be at least 1 (fine-tuning needs an epoch)")
+cfg, dev = ex.check_params(globals(), notebook="06_purification")  # ConfigError names a bad value
 out = paths.run_dir(cfg.name, "06_purification")
 print(f"preset={cfg.name}, dataset={dataset}, seeds={seeds}, taus={taus}, "
-      f"{cfg.train.finetune_epochs} fine-tuning epochs, device={dev}; results in {out}")
+      f"{cfg.train.finetune_epochs} fine-tuning epochs, device={dev}; results in {paths.shown(out)}")
 
 # %% [markdown]
 # ## The data and the warm-up
@@ -80,7 +73,7 @@ cache = prepare(dataset, data_dir, cfg, seed)
 print(f"cache: {ex.cache_id(cache)}, {len(cache)} clips, {cache.num_classes} classes, splits {cache.counts()}")
 warmups = ex.ensure_warmups(cache, cfg, seeds, str(dev), workers=workers)
 for s, p in warmups.items():
-    print(f"seed {s}: warm-up {p.relative_to(paths.runs_root()) if p.is_relative_to(paths.runs_root()) else p}")
+    print(f"seed {s}: warm-up {paths.shown(p)}")
 
 # %% [markdown]
 # ## Fine-tune on each subset
@@ -162,13 +155,18 @@ metrics = {
     "timings": {"total_seconds": time.perf_counter() - t_start, "sweep_seconds": sweep_seconds,
                 "seconds_per_finetune": float(rows["seconds"].mean())},
 }
-print("wrote", write_metrics(out, metrics))
+print("wrote", paths.shown(write_metrics(out, metrics)))
 
 # %% [markdown]
 # ## Try this
-# - `-p finetune_epochs 10`: does the gap between purified and 100 % fine-tuning grow or vanish with longer
-#   fine-tuning?
+#
+# Each change goes in the parameters cell (the first code cell); then Run > Restart Kernel and Run All Cells.
+# From a shell, papermill takes the same change as `-p NAME VALUE` (in brackets).
+#
+# - `finetune_epochs = 10` (`-p finetune_epochs 10`): does the gap between purified and 100 % fine-tuning grow
+#   or vanish with longer fine-tuning?
 # - Notebook 03 with `-p gap kl`, then here: does the KL gap select a different subset (compare `Data (%)`)?
-# - `-p taus '[0.99, 0.999]'`: how far can the selection go before too few clips are left?
+# - `taus = [0.99, 0.999]` (`-p taus '[0.99, 0.999]'`): how far can the selection go before too few clips are
+#   left?
 # - On the embedded dataset the imbalanced clips are known: in notebook 03, check how many of them the
 #   threshold you like best would have removed (the AUROC of w1 answers it in one number).

@@ -63,18 +63,14 @@ from IPython.display import display
 
 from mmgap import experiments as ex
 from mmgap import paths, plots
-from mmgap.config import ConfigError, get_preset
 from mmgap.data import prepare
 from mmgap.results import save_table, write_metrics
 
-cfg = get_preset(preset)  # ConfigError names a bad preset
-dev, workers = ex.check_run_params(dataset, seed, device, fresh, workers)  # ConfigError on a bad value
-seeds = ex.check_seeds(seeds, cfg, first=seed)
-methods = ex.check_methods(methods)
+cfg, dev = ex.check_params(globals(), notebook="07_baselines")  # ConfigError names a bad value
 out = paths.run_dir(cfg.name, "07_baselines")
 epochs = ex.table_ii_epochs(cfg)
 print(f"preset={cfg.name}, dataset={dataset}, seeds={seeds}, {len(methods)} methods, {epochs} epochs each, "
-      f"device={dev}; results in {out}")
+      f"device={dev}; results in {paths.shown(out)}")
 
 # %% [markdown]
 # ## The data
@@ -171,12 +167,17 @@ metrics = {
     "timings": {"total_seconds": time.perf_counter() - t_start, "sweep_seconds": sweep_seconds,
                 "seconds_per_run": {m: float(rows[rows["method"] == m]["seconds"].mean()) for m in means.index}},
 }
-print("wrote", write_metrics(out, metrics))
+print("wrote", paths.shown(write_metrics(out, metrics)))
 
 # %% [markdown]
 # ## Try this
-# - `-p methods '["concat", "ogm_ge", "ours_prob"]' -p seeds '[0, 1, 2, 3, 4]'`: more seeds for fewer
-#   methods; do the whiskers shrink enough to separate them?
-# - Compare the visual accuracy column with the fused one: which methods buy a better weak branch without
-#   a better fused prediction?
+#
+# Each change goes in the parameters cell (the first code cell); then Run > Restart Kernel and Run All Cells.
+# From a shell, papermill takes the same change as `-p NAME VALUE` (in brackets).
+#
+# - `methods = ["concat", "ogm_ge", "ours_prob"]` and `seeds = [0, 1, 2, 3, 4]` (`-p methods '["concat",
+#   "ogm_ge", "ours_prob"]' -p seeds '[0, 1, 2, 3, 4]'`): more seeds for fewer methods; do the whiskers shrink
+#   enough to separate them?
+# - Compare the visual accuracy column with the fused one: which methods buy a better weak branch without a
+#   better fused prediction?
 # - Run notebook 05 first, then this one: the shared runs of ours are reused, only the baselines train.
