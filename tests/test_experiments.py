@@ -79,7 +79,9 @@ def test_check_tables_accepts_a_comma_string():
 def test_check_seeds():
     assert ex.check_seeds(None, get_preset("demo")) == [0, 1, 2]
     assert ex.check_seeds(None, get_preset("demo"), first=5) == [5, 6, 7]
-    assert ex.check_seeds(3, SMOKE) == [3]
+    with pytest.raises(ConfigError, match=re.escape("seeds=3 is one number where a list is expected: pass seeds = [3]")):
+        ex.check_seeds(3, SMOKE)  # papermill -p seeds 3: refused, not run as seed 3 alone
+    assert ex.check_seeds("[3]", SMOKE) == [3]
     for bad in ([], [0, 0], [-1], ["a"], [True]):
         with pytest.raises(ValueError, match="seeds"):
             ex.check_seeds(bad, SMOKE)
@@ -434,6 +436,22 @@ def test_check_params_resolves_the_defaults_in_place():
     ns = _params("06", seeds=None, seed=2, taus=[0.9, 0.5])
     cfg, _ = ex.check_params(ns, notebook="06")
     assert ns["seeds"] == [2 + k for k in range(len(cfg.seeds))] and ns["taus"] == [0.5, 0.9]
+
+
+def test_a_parameter_papermill_injects_that_the_notebook_lacks_is_refused():
+    # papermill runs its -p values as a cell headed "# Parameters"; IPython keeps its source in In
+    ns = _params("04", rho=0.5) | {"In": ["", "# Parameters\nrhoo = 0.5\npreset = \"smoke\"\n", "cfg, dev = ..."]}
+    with pytest.raises(ConfigError, match=re.escape("unknown parameter(s) 'rhoo' (did you mean 'rho'?) for notebook 04: "
+                                                    "it takes dataset, data_dir, preset, seed")):
+        ex.check_params(ns, notebook="04_adaptive")
+    ns["In"][1] = "# Parameters\nrho = 0.5\n"
+    assert ex.check_params(ns, notebook="04_adaptive").preset.train.rho == 0.5
+    assert ex.notebook_parameters("05")[:4] == ["dataset", "data_dir", "preset", "seed"]
+
+
+def test_taus_as_one_number_is_refused_with_the_list_form():
+    with pytest.raises(ConfigError, match=re.escape("pass taus = [0.9] in the parameters cell (papermill: -p taus '[0.9]')")):
+        ex.check_taus(0.9)
 
 
 def test_check_params_before_the_parameters_cell_says_to_run_it():

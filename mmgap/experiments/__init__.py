@@ -34,8 +34,10 @@ from mmgap.experiments.params import (
     check_params,
     check_run_params,
     check_seeds,
+    check_injected_names,
     check_tables,
     check_taus,
+    notebook_parameters,
 )
 from mmgap.experiments.reporting import (
     METRIC_LABELS,
@@ -114,7 +116,8 @@ __all__ = [
     # workers
     "Job", "default_workers", "run_jobs",
     # params
-    "Checked", "check_common", "check_methods", "check_params", "check_run_params", "check_seeds", "check_tables",
+    "Checked", "check_common", "check_methods", "check_params", "check_run_params", "check_seeds",
+    "check_injected_names", "notebook_parameters", "check_tables",
     "check_taus",
     # runs
     "WARMUP_FIELDS", "adaptive_root", "adaptive_run_dir", "baseline_one", "cache_id", "ensure_warmup",

@@ -6,6 +6,8 @@ Lists may arrive as text (``papermill -p seeds '[0, 1]'``).
 
 from __future__ import annotations
 
+import ast
+import difflib
 import json
 from collections.abc import Callable, MutableMapping
 from typing import Any, NamedTuple
@@ -13,8 +15,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from mmgap import baselines
-from mmgap import hints
+from mmgap import baselines, hints, paths
 from mmgap.config import ConfigError, Preset, get_preset
 from mmgap.data import DATASETS
 from mmgap.experiments.settings import CONTROL, OURS, adam_lr_for, ordered_tables
@@ -74,7 +75,8 @@ def check_seeds(seeds: Any, preset: Preset, first: int = 0) -> list[int]:
     if seeds is None:
         return [int(first) + k for k in range(len(preset.seeds))]
     if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
-        seeds = [int(seeds)]
+        raise ConfigError(f"seeds={seeds!r} is one number where a list is expected: pass seeds = [{seeds}] in the "
+                          f"parameters cell (papermill: -p seeds '[{seeds}]'), or a longer list such as [0, 1, 2]")
     if not isinstance(seeds, (list, tuple)) or not seeds:
         raise ConfigError(f"seeds={seeds!r}: expected a non-empty list of integers, e.g. [0, 1, 2], or None")
     bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0]
@@ -93,6 +95,9 @@ def check_tables(tables: Any) -> list[str]:
 def check_taus(taus: Any) -> list[float]:
     """Purification thresholds τ on w0: a non-empty list of numbers in (0, 1], sorted ascending."""
     taus = _from_text(taus)
+    if isinstance(taus, (int, float)) and not isinstance(taus, bool):
+        raise ConfigError(f"taus={taus!r} is one number where a list is expected: pass taus = [{taus}] in the "
+                          f"parameters cell (papermill: -p taus '[{taus}]')")
     if not isinstance(taus, (list, tuple)) or not taus:
         raise ConfigError(f"taus={taus!r}: expected a non-empty list of thresholds in (0, 1], "
                           "e.g. [0.5, 0.9]")
@@ -149,6 +154,7 @@ def check_params(namespace: MutableMapping[str, Any], notebook: str) -> Checked:
     if missing:
         raise ConfigError(f"parameters {missing} are not defined: run the parameters cell (the first code cell) "
                           "before this one")
+    check_injected_names(namespace, number)
     preset, resolved = _CHECKS[number](namespace)
     namespace.update(resolved)
     try:
@@ -158,10 +164,49 @@ def check_params(namespace: MutableMapping[str, Any], notebook: str) -> Checked:
     return Checked(preset, device)
 
 
+def notebook_parameters(number: str) -> list[str] | None:
+    """The names a course notebook's parameters cell defines (None when the notebook sources are not at hand)."""
+    sources = sorted((paths.NOTEBOOKS_DIR / "src").glob(f"{number}_*.py"))
+    if not sources:
+        return None
+    cell = sources[0].read_text(encoding="utf-8").split('# %% tags=["parameters"]', 1)[-1].split("\n# %%", 1)[0]
+    return [t.id for node in ast.parse(cell).body if isinstance(node, ast.Assign)
+            for t in node.targets if isinstance(t, ast.Name)]
+
+
+def check_injected_names(namespace: MutableMapping[str, Any], number: str) -> None:
+    """Refuse a parameter papermill injected that the notebook does not have (``-p rhoo 0.5``: a typo).
+
+    papermill writes its ``-p`` values into a cell headed ``# Parameters`` run after the parameters cell, and
+    otherwise only warns; IPython's input history (``In``) holds that cell's source, so the names come from it.
+    """
+    known = notebook_parameters(number)
+    history = namespace.get("In")
+    if known is None or not isinstance(history, list):
+        return
+    injected: list[str] = []
+    for source in history:
+        if isinstance(source, str) and source.lstrip().startswith("# Parameters"):
+            try:
+                tree = ast.parse(source)
+            except SyntaxError:
+                continue
+            injected += [t.id for node in tree.body if isinstance(node, ast.Assign)
+                         for t in node.targets if isinstance(t, ast.Name)]
+    unknown = [name for name in dict.fromkeys(injected) if name not in known]
+    if unknown:
+        hints_ = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, known, n=1)
+            hints_.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ConfigError(f"unknown parameter(s) {', '.join(hints_)} for notebook {number}: it takes "
+                          f"{', '.join(known)}")
+
+
 def _plain(ns: MutableMapping[str, Any]) -> tuple[Preset, dict[str, Any]]:
     """01 and 02: the common parameters and the preset."""
     check_common(ns["dataset"], ns["seed"], ns["device"])
-    return get_preset(ns["preset"]), {}
+    return get_preset(ns["preset"], dataset=ns["dataset"]), {}
 
 
 def _gap_fitting(ns: MutableMapping[str, Any]) -> tuple[Preset, dict[str, Any]]:
@@ -170,7 +215,7 @@ def _gap_fitting(ns: MutableMapping[str, Any]) -> tuple[Preset, dict[str, Any]]:
     top_k = ns["top_k"]
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise ConfigError(f"top_k={top_k!r} must be an integer >= 1")
-    return get_preset(ns["preset"], mixture=ns["mixture"]), {}
+    return get_preset(ns["preset"], dataset=ns["dataset"], mixture=ns["mixture"]), {}
 
 
 _EQ11 = ("rho", "alpha", "beta", "gamma", "gap", "mixture", "refit_every", "optimizer", "reset_optimizer",
@@ -190,7 +235,8 @@ def _adaptive(ns: MutableMapping[str, Any]) -> tuple[Preset, dict[str, Any]]:
     if "reset_optimizer" in overrides and not isinstance(overrides["reset_optimizer"], bool):
         raise ConfigError(f"reset_optimizer={overrides['reset_optimizer']!r} must be True or False "
                           "(or None for the preset's value)")
-    return get_preset(ns["preset"], **overrides), {}  # ConfigError names an out-of-range value (rho 1.5, ...)
+    # ConfigError names an out-of-range value (rho 1.5, ...)
+    return get_preset(ns["preset"], dataset=ns["dataset"], **overrides), {}
 
 
 def _sweep(ns: MutableMapping[str, Any], preset: Preset) -> dict[str, Any]:
@@ -202,7 +248,8 @@ def _sweep(ns: MutableMapping[str, Any], preset: Preset) -> dict[str, Any]:
 def _ablations(ns: MutableMapping[str, Any]) -> tuple[Preset, dict[str, Any]]:
     """05: which tables, the adaptive epochs and Adam's learning rate."""
     epochs = ns["adaptive_epochs"]
-    preset = get_preset(ns["preset"], **({} if epochs is None else {"adaptive_epochs": epochs}))
+    preset = get_preset(ns["preset"], dataset=ns["dataset"],
+                        **({} if epochs is None else {"adaptive_epochs": epochs}))
     resolved = {**_sweep(ns, preset), "tables": check_tables(ns["tables"])}
     adam_lr = adam_lr_for(preset) if ns["adam_lr"] is None else ns["adam_lr"]
     if isinstance(adam_lr, bool) or not isinstance(adam_lr, (int, float)) or not adam_lr > 0:
@@ -213,7 +260,8 @@ def _ablations(ns: MutableMapping[str, Any]) -> tuple[Preset, dict[str, Any]]:
 def _purification(ns: MutableMapping[str, Any]) -> tuple[Preset, dict[str, Any]]:
     """06: the thresholds τ and the fine-tuning epochs."""
     epochs = ns["finetune_epochs"]
-    preset = get_preset(ns["preset"], **({} if epochs is None else {"finetune_epochs": epochs}))
+    preset = get_preset(ns["preset"], dataset=ns["dataset"],
+                        **({} if epochs is None else {"finetune_epochs": epochs}))
     resolved = {**_sweep(ns, preset), "taus": check_taus(ns["taus"])}
     if preset.train.finetune_epochs < 1:
         raise ConfigError(f"finetune_epochs={preset.train.finetune_epochs} must be at least 1 "
@@ -223,7 +271,7 @@ def _purification(ns: MutableMapping[str, Any]) -> tuple[Preset, dict[str, Any]]
 
 def _baselines(ns: MutableMapping[str, Any]) -> tuple[Preset, dict[str, Any]]:
     """07: the Table II methods."""
-    preset = get_preset(ns["preset"])
+    preset = get_preset(ns["preset"], dataset=ns["dataset"])
     return preset, {**_sweep(ns, preset), "methods": check_methods(ns["methods"])}
 
 
