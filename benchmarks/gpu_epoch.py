@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mmgap import atomic
 from mmgap.config import get_preset
 from mmgap.data.cache import FeatureCache
 from mmgap.data.features import feature_shape
@@ -215,7 +216,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           f"{'n/a' if busy is None else f'{100 * busy:.1f} %':>9s}")
     out = Path(args.out) if args.out else runs_root() / "benchmarks" / "gpu_epoch.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    atomic.write_text(out, json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")
     return result
 
