@@ -108,7 +108,8 @@ def _torch_reason(exc: BaseException) -> str:
     m = re.search(r"WeightsUnpickler error:\s*(.+)", text)
     text = m.group(1) if m else text
     sentences = re.split(r"(?<=[.!?])\s+|\n+", text)
-    advice = ("weights_only", "weights only", "trusted source", "documentation", "unsafe", "pytorch 2.6")
+    advice = ("weights_only", "weights only", "trust", "documentation", "unsafe", "pytorch 2.6", "safe_globals",
+              "allowlist")
     kept = [t for t in sentences if t.strip() and not any(a in t.lower() for a in advice)]
     return " ".join(kept[:2]).strip() or type(exc).__name__
 

@@ -22,9 +22,15 @@ _TMP = re.compile(r"^\..+\.tmp-(\d+)(?:-[0-9a-f]+)?$")
 class NotWritable(OSError):
     """The chosen folder cannot be written (read-only file system, permissions)."""
 
+    def __str__(self) -> str:
+        return str(self.strerror)
+
 
 class DiskFull(OSError):
     """Not enough free space for a build."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 @contextlib.contextmanager

@@ -242,7 +242,7 @@ def build_cache(manifest: Manifest, protocol: Protocol, cache_root: str | Path, 
     if not manifest.rows:
         raise no_usable_clips(manifest.dataset, "no usable clip in the manifest", manifest.exclusions,
                               written_to=write_failed(cache_root, manifest.exclusions))
-    ensure_writable(cache_root, "feature cache", WHERE_FIX)
+    ensure_writable(cache_root, "feature cache", ELSEWHERE)
     with file_lock(cache_root / f".{protocol.name}-{key}.lock", f"the {manifest.dataset} cache {final.name} "
                    "(another notebook is building it)"):
         remove_stale_tmp(cache_root)
@@ -273,8 +273,8 @@ def build_cache(manifest: Manifest, protocol: Protocol, cache_root: str | Path, 
     return final
 
 
-WHERE_FIX = ("free space there, or put the cache elsewhere: prepare(..., cache_dir=...) or the environment "
-             "variable MMGAP_CACHE_DIR")
+ELSEWHERE = "put the cache elsewhere: prepare(..., cache_dir=...) or the environment variable MMGAP_CACHE_DIR"
+WHERE_FIX = f"free space there, or {ELSEWHERE}"
 
 
 def _build(manifest: Manifest, protocol: Protocol, key: str, tmp: Path, workers: int | None, progress: bool,
@@ -286,7 +286,8 @@ def _build(manifest: Manifest, protocol: Protocol, key: str, tmp: Path, workers:
     vp = protocol.visual
     f_bins, t_frames = feature_shape(protocol.audio)
     a_shape, f_shape = (n, f_bins, t_frames), (n, vp.frames_per_clip, vp.frame_size, vp.frame_size, 3)
-    needed = 2 * int(np.prod(a_shape)) + int(np.prod(f_shape)) + (64 << 20)  # the arrays, a margin for the rest
+    arrays = 2 * int(np.prod(a_shape)) + int(np.prod(f_shape))
+    needed = arrays + min(64 << 20, arrays // 20) + (1 << 20)  # the arrays and a margin for the small files
     check_free_space(cache_root, needed, f"{manifest.dataset} cache ({n} clips)", WHERE_FIX)
     audio = _open_reserved(tmp / "audio.full.npy", np.float16, a_shape)
     frames = _open_reserved(tmp / "frames.full.npy", np.uint8, f_shape)
@@ -364,7 +365,7 @@ def print_report(folder: Path, full: bool = True) -> None:
 
 def write_failed(cache_root: Path, exclusions: list[Exclusion]) -> Path:
     """Write the exclusions of a build that found nothing usable to `<cache_root>/exclusions.csv`."""
-    ensure_writable(cache_root, "list of skipped clips", WHERE_FIX)
+    ensure_writable(cache_root, "list of skipped clips", ELSEWHERE)
     return write_exclusions(cache_root / FAILED_EXCLUSIONS, exclusions)
 
 
