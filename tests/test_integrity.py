@@ -366,3 +366,15 @@ def test_remove_stale_tmp_ignores_other_files(tmp_path):
     (tmp_path / "last.pt").write_bytes(b"")
     (tmp_path / ".last.pt.tmp-notapid").write_bytes(b"")
     assert remove_stale_tmp(tmp_path, log=lambda _: None) == []
+
+
+def test_a_cut_dataset_json_regenerates_the_embedded_dataset_with_a_note(tmp_path, capsys):
+    from mmgap.data.embedded import generate_embedded
+
+    cfg = get_preset("smoke", n_clips=20).embedded
+    root = generate_embedded(tmp_path / "smoke-seed0", cfg, 0, workers=0, progress=False)
+    (root / "dataset.json").write_text('{"spec": {')
+    assert generate_embedded(root, cfg, 0, workers=0, progress=False) == root
+    out = capsys.readouterr().out
+    assert f"note: damaged: {root / 'dataset.json'} (not valid JSON" in out and "generated again" in out
+    assert json.loads((root / "dataset.json").read_text())["spec"]["config"]["n_clips"] == 20

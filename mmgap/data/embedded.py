@@ -36,7 +36,7 @@ import av
 import numpy as np
 from scipy import ndimage
 
-from mmgap.atomic import write_json
+from mmgap.atomic import DamagedFile, read_json, write_json
 from mmgap.config import EmbeddedConfig
 from mmgap.data.manifest import TIERS, DataError, Manifest, ManifestRow
 from mmgap.data.parallel import pmap
@@ -278,15 +278,17 @@ def dataset_spec(cfg: EmbeddedConfig, seed: int, design: EmbeddedDesign = DEFAUL
             "design": dataclasses.asdict(design), "pyav": av.__version__}
 
 
-def _is_complete(root: Path, spec: dict[str, Any]) -> bool:
+def _is_complete(root: Path, spec: dict[str, Any], log: Any = print) -> bool:
+    """Whether `root` holds the dataset of `spec` (a cut dataset.json is noted: the dataset is generated again)."""
     info = root / "dataset.json"
     if not info.is_file() or not (root / "manifest.csv").is_file():
         return False
     try:
-        on_disk = json.loads(info.read_text())
-    except json.JSONDecodeError:
+        on_disk = read_json(info, fix="the dataset is generated again")
+    except DamagedFile as exc:
+        log(f"note: {exc}")
         return False
-    if on_disk.get("spec") != json.loads(json.dumps(spec)):
+    if not isinstance(on_disk, dict) or on_disk.get("spec") != json.loads(json.dumps(spec)):
         return False
     n = spec["config"]["n_clips"]
     clips = root / "clips"
@@ -309,7 +311,7 @@ def generate_embedded(root: str | Path, cfg: EmbeddedConfig, seed: int = 0, work
     with file_lock(root.with_name(f".{root.name}.lock"), f"the embedded dataset {root.name} (another notebook "
                    "is generating it)"):
         remove_stale_tmp(root.parent)
-        if not rebuild and _is_complete(root, spec):
+        if not rebuild and _is_complete(root, spec, log=lambda _: None):
             return root
         return _generate(root, cfg, seed, workers, design, spec, progress)
 
