@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from media_fixtures import frames_ramp, tone, write_video, write_wav
+
 from mmgap import atomic, paths
 from mmgap.checkpoint import CheckpointError, DamagedCheckpoint, digest_path, load_safe, save_atomic
 from mmgap.config import get_preset
@@ -63,14 +63,14 @@ def built(manifest, tmp_path):
 def _mount_tmpfs(folder: Path, options: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True,
-                          text=True)
+                          text=True, check=False)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or 'mount failed'}): needs root in a "
                     "container that allows mounts")
 
 
 def _umount(folder: Path) -> None:
-    subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+    subprocess.run(["umount", "-l", str(folder)], capture_output=True, check=False)
 
 
 # -------------------------------------------------------------------- 1. half-written files read as finished
@@ -95,8 +95,8 @@ def test_empty_result_json_is_an_unfinished_run_named_in_a_note(tmp_path):
     (run / "result.json").write_text("")  # what a disk that filled between metrics.json and it left
     notes: list[str] = []
     assert not runs.is_finished(run, log=notes.append)
-    assert notes == [f"note: damaged: {run / 'result.json'} (empty file: a write that never finished); "
-                     "the run is redone"]
+    assert notes == [(f"note: damaged: {run / 'result.json'} (empty file: a write that never finished); "
+                      "the run is redone")]
     (run / "result.json").write_text('{"acc": 0.5')
     with pytest.raises(atomic.DamagedFile, match=r"damaged: .*result.json \(not valid JSON"):
         runs._load_result(run)

@@ -11,8 +11,16 @@ from typing import Any
 
 from mmgap.config import Preset, get_preset
 from mmgap.data import ave, crema_d, embedded, generic, kinetics_sounds
-from mmgap.data.cache import (DamagedCache, FeatureCache, build_cache, cache_folder, is_built, load_cache, print_report,
-                               write_failed)
+from mmgap.data.cache import (
+    DamagedCache,
+    FeatureCache,
+    build_cache,
+    cache_folder,
+    is_built,
+    load_cache,
+    print_report,
+    write_failed,
+)
 from mmgap.data.manifest import README_HINT, DataError, Manifest, NoUsableClips, no_usable_clips
 from mmgap.data.protocols import PROTOCOLS, Protocol, embedded_protocol
 from mmgap.paths import resolve

@@ -75,8 +75,8 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
 
-from mmgap import experiments as ex
 from mmgap import atomic, paths, plots
+from mmgap import experiments as ex
 from mmgap.config import ConfigError, get_preset
 from mmgap.data import prepare
 from mmgap.results import save_table, write_metrics

@@ -52,8 +52,8 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 from IPython.display import display
 
-from mmgap import experiments as ex
 from mmgap import atomic, paths, plots
+from mmgap import experiments as ex
 from mmgap.config import ConfigError, get_preset
 from mmgap.data import prepare
 from mmgap.results import save_table, write_metrics
