@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mmgap import atomic
 from mmgap.config import Preset, get_preset
 from mmgap.data import FeatureCache, embedded_protocol, prepare
 from mmgap.data.features import feature_shape
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           f"mixture fit + BIC {parts['mixture_seconds']:.3f} s")
     out = Path(args.out) if args.out else runs_root() / "benchmarks" / "adaptive_overhead.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    atomic.write_text(out, json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")
     return result
 

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mmgap import paths
+from mmgap import atomic, paths
 from mmgap.run_notebooks import find_notebooks, run_all
 
 
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                "python": platform.python_version(), "load_average_at_end": list(os.getloadavg()),
                "notebooks": results, "total_seconds": total, "wall_seconds": wall, "executed_in": str(out_dir)}
     json_out.parent.mkdir(parents=True, exist_ok=True)
-    json_out.write_text(json.dumps(payload, indent=2) + "\n")
+    atomic.write_text(json_out, json.dumps(payload, indent=2) + "\n")
     print(f"wrote {json_out}")
     failed = [n for n, r in results.items() if r["status"] != "ok"]
     if failed:

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from mmgap import atomic
 from mmgap.baselines import get as get_baseline
 from mmgap.config import get_preset
 from mmgap.data import prepare
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from mmgap.paths import run_dir
 
     out = run_dir("benchmarks") / "embedded_calibration.json"
-    out.write_text(json.dumps(summary, indent=1))
+    atomic.write_text(out, json.dumps(summary, indent=1))
     print(f"written {out}")
     return summary
 

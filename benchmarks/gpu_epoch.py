@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mmgap import atomic
 from mmgap.config import get_preset
 from mmgap.data.cache import FeatureCache
 from mmgap.data.features import feature_shape
@@ -263,7 +264,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"memory: peak allocated {peak / 2**30:.2f} GiB, plan {plan.describe()}")
     out = Path(args.out) if args.out else runs_root() / "benchmarks" / "gpu_epoch.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    atomic.write_text(out, json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")
     return result
 

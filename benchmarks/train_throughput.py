@@ -44,6 +44,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 from torchvision import transforms as T
 
+from mmgap import atomic
 from mmgap.config import Preset, get_preset
 from mmgap.data.cache import FeatureCache
 from mmgap.data.features import audio_features, feature_shape
@@ -435,7 +436,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print_table(results)
     out = Path(args.out) if args.out else runs_root() / "benchmarks" / "train_throughput.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    atomic.write_text(out, json.dumps(results, indent=2, default=str) + "\n")
     print(f"wrote {out}")
     return results
 

@@ -11,58 +11,131 @@ import json
 import math
 import os
 import pickle
-import tempfile
+import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from mmgap.atomic import DIGEST, DamagedFile, digest_mismatch, file_digest, read_json, tmp_name, write_json
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, truncated or holds objects that weights_only loading refuses."""
 
 
-def save_atomic(obj: dict[str, Any], path: str | Path) -> Path:
-    """Write `obj` with torch.save to a temporary file beside `path`, then os.replace it into place.
+class DamagedCheckpoint(CheckpointError):
+    """A checkpoint's bytes differ from the digest written beside it (or its zip records fail their CRC)."""
 
-    A crash mid-write leaves the previous file intact (os.replace is atomic on one file system).
+
+DIGEST_SUFFIX = ".sha256"
+
+
+def digest_path(path: str | Path) -> Path:
+    """The digest file written beside a checkpoint: ``<name>.sha256`` (JSON: size, sha256, previous)."""
+    path = Path(path)
+    return path.with_name(path.name + DIGEST_SUFFIX)
+
+
+def save_atomic(obj: dict[str, Any], path: str | Path) -> Path:
+    """Write `obj` with torch.save to a temporary file beside `path`, then os.replace it into place, with its
+    size and sha256 in ``<name>.sha256``.
+
+    A crash mid-write leaves the previous file intact (os.replace is atomic on one file system). The digest
+    file is replaced first and also lists the previous checkpoint's digest, so whichever of the two a crash
+    leaves in place still checks.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = tmp_name(path)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        record = {"file": path.name, **file_digest(tmp)}
+        old = _read_digest(path)
+        if old is not None:
+            record["previous"] = {k: old[k] for k in ("size", DIGEST) if k in old}
+        write_json(digest_path(path), record, indent=1)
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 
 
+def _read_digest(path: Path) -> dict[str, Any] | None:
+    """The digest record beside `path`, or None when there is none or it is unreadable (re-written next save)."""
+    try:
+        rec = read_json(digest_path(path), fix="")
+    except (DamagedFile, OSError):
+        return None
+    return rec if isinstance(rec, dict) else None
+
+
+def verify(path: str | Path) -> None:
+    """`DamagedCheckpoint` when `path` differs from its ``.sha256`` record (or, for a checkpoint written
+    without one, when a record of its zip archive fails its CRC-32)."""
+    path = Path(path)
+    fix = (f"delete it ({path.name} and {digest_path(path).name}) and re-run: an interrupted run resumes "
+           "from its other checkpoints or starts over; a warm-up is trained again")
+    rec = None
+    if digest_path(path).is_file():
+        try:
+            rec = read_json(digest_path(path), fix)
+        except DamagedFile:
+            rec = None  # an unreadable record is no evidence against the checkpoint: check the archive
+    if isinstance(rec, dict):
+        why = digest_mismatch(path, rec)
+        if why is None or (rec.get("previous") and digest_mismatch(path, rec["previous"]) is None):
+            return
+        raise DamagedCheckpoint(f"damaged: {path} ({why}); {fix}")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError) as exc:
+        raise DamagedCheckpoint(f"damaged: {path} (not a complete checkpoint archive: {exc}); {fix}") from None
+    if bad is not None:
+        raise DamagedCheckpoint(f"damaged: {path} (record {bad} fails its CRC check); {fix}")
+
+
+def _torch_reason(exc: BaseException) -> str:
+    """torch's reason for refusing a file, without its advice to load it with weights_only=False."""
+    text = str(exc)
+    m = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+    text = m.group(1) if m else text
+    sentences = re.split(r"(?<=[.!?])\s+|\n+", text)
+    advice = ("weights_only", "weights only", "trust", "documentation", "unsafe", "pytorch 2.6", "safe_globals",
+              "allowlist")
+    kept = [t for t in sentences if t.strip() and not any(a in t.lower() for a in advice)]
+    return " ".join(kept[:2]).strip() or type(exc).__name__
+
+
 def load_safe(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with ``torch.load(weights_only=True)``; clear errors for missing or unsafe files."""
+    """Load a checkpoint with ``torch.load(weights_only=True)`` after checking its digest; clear errors for
+    missing, damaged or unsafe files (never the advice to load them unsafely)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(
             f"checkpoint {path} does not exist: train first (e.g. mmgap.method.run_two_stage) or pass the "
             "path of an existing .pt file"
         )
+    verify(path)
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
-            f"checkpoint {path} holds objects that weights_only loading refuses ({exc}); it was not written "
-            "by mmgap, or was written with arbitrary Python objects: re-create it with mmgap.checkpoint.save_atomic"
-        ) from exc
-    except (RuntimeError, EOFError) as exc:
-        raise CheckpointError(
-            f"checkpoint {path} is unreadable (truncated or corrupt?): {exc}; delete it and re-run"
-        ) from exc
+            f"checkpoint {path} holds objects that safe loading refuses ({_torch_reason(exc)}); it was not "
+            "written by mmgap, or was written with arbitrary Python objects. mmgap loads checkpoints only "
+            "safely: delete it and re-run, or re-create it with mmgap.checkpoint.save_atomic from plain values"
+        ) from None
+    except (RuntimeError, EOFError, ValueError, KeyError) as exc:
+        raise DamagedCheckpoint(
+            f"damaged: {path} (unreadable: {_torch_reason(exc)}); delete it and re-run"
+        ) from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(obj).__name__}, expected a dict")
     return obj

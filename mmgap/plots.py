@@ -22,6 +22,8 @@ import pandas as pd
 import seaborn as sns
 from scipy import stats
 
+from mmgap import atomic
+
 BRANCH_COLORS = {"fused": "C0", "audio": "C1", "visual": "C2"}
 # Column names of mmgap.trainer's history rows: training CE per branch (Eq. 4) and accuracy per split.
 DEFAULT_LOSS_KEYS = {"fused": "train_fusion", "audio": "train_uni_a", "visual": "train_uni_v"}
@@ -47,9 +49,7 @@ def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 120) -> Path:
     path = Path(path)
     if path.suffix.lower() != ".png":
         path = path.with_name(path.name + ".png")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    return path
+    return atomic.save_figure(fig, path, dpi=dpi, bbox_inches="tight")
 
 
 def _integer_epochs(ax: plt.Axes) -> None:

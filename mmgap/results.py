@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from mmgap import atomic
 
 METRICS_FILE = "metrics.json"
 
@@ -51,15 +51,7 @@ def to_jsonable(value: Any) -> Any:
 
 def _atomic_write_text(path: Path, text: str) -> None:
     """Write through a temporary file in the same folder and rename it, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic.write_text(path, text)
 
 
 def write_metrics(run_dir: str | Path, metrics: Mapping[str, Any]) -> Path:
@@ -74,8 +66,7 @@ def read_metrics(run_dir: str | Path) -> dict[str, Any]:
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: run the notebook or script that writes this run first")
-    with path.open(encoding="utf-8") as fh:
-        return json.load(fh)
+    return atomic.read_json(path, fix="delete it and re-run the run that writes it (an unfinished run is redone)")
 
 
 def _as_frame(rows: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFrame:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mmgap import paths
+from mmgap import atomic, paths
 
 NOTEBOOK_PATTERN = re.compile(r"^(\d\d)_.+\.ipynb$")
 
@@ -103,10 +103,7 @@ def _write_walltimes(out_dir: Path, preset: str, results: dict[str, dict[str, An
         "notebooks": results,
         "total_seconds": round(sum(r["seconds"] for r in results.values()), 2),
     }
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return atomic.write_json(path, payload, indent=2)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -118,15 +118,17 @@ def test_resolve_device(monkeypatch):
 
 def test_checkpoint_atomic_and_safe(tmp_path):
     path = save_atomic({"w": torch.arange(3), "name": "x", "n": 2}, tmp_path / "c.pt")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt"]  # no temporary file left behind
+    # no temporary file left behind; the digest beside the checkpoint
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt", "c.pt.sha256"]
     obj = load_safe(path)
     assert torch.equal(obj["w"], torch.arange(3)) and obj["name"] == "x" and obj["n"] == 2
     with pytest.raises(CheckpointError, match="does not exist"):
         load_safe(tmp_path / "missing.pt")
 
     torch.save({"obj": Fraction(1, 3)}, tmp_path / "evil.pt")  # an arbitrary Python object
-    with pytest.raises(CheckpointError, match="weights_only"):
+    with pytest.raises(CheckpointError, match="safe loading refuses") as info:
         load_safe(tmp_path / "evil.pt")
+    assert "weights_only" not in str(info.value)  # never the advice to load it unsafely
     (tmp_path / "trunc.pt").write_bytes(path.read_bytes()[:20])
     with pytest.raises(CheckpointError):
         load_safe(tmp_path / "trunc.pt")

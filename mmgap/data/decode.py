@@ -169,8 +169,12 @@ def _square(img: av.VideoFrame, side: int) -> np.ndarray:
 
 
 def read_frames(path: str | Path, fps: float, frames_per_clip: int, frame_size: int,
-                start: float | None = None, end: float | None = None) -> np.ndarray:
-    """Frames sampled at `fps` (first frame of each 1/fps slot), `frames_per_clip` picked evenly: [S, H, W, 3]."""
+                start: float | None = None, end: float | None = None,
+                info: dict[str, float] | None = None) -> np.ndarray:
+    """Frames sampled at `fps` (first frame of each 1/fps slot), `frames_per_clip` picked evenly: [S, H, W, 3].
+
+    `info`, when given, receives ``video_s`` (seconds decoded in the window) and ``video_frames`` (distinct
+    sampled frames, before repetition to `frames_per_clip`) for the data report."""
     slots: dict[int, av.VideoFrame] = {}
     with _open(path) as c:
         if not c.streams.video:
@@ -212,6 +216,9 @@ def read_frames(path: str | Path, fps: float, frames_per_clip: int, frame_size: 
         raise ClipError("no decodable frames" + (f" in the event window {_window(start, end)}" if start is not None
                                                  else ""), kind="no decodable frames")
     kept = [slots[k] for k in sorted(slots)]
+    if info is not None:
+        info["video_s"] = (min(length, end) if end is not None else length) - (start or 0.0)
+        info["video_frames"] = len(kept)
     pick = [min(len(kept) - 1, math.floor((k + 0.5) * len(kept) / frames_per_clip)) for k in range(frames_per_clip)]
     return np.stack([_square(kept[j], frame_size) for j in pick])
 
@@ -227,8 +234,10 @@ def _resample(wave: np.ndarray, sr: int, target: int) -> np.ndarray:
 
 
 def read_audio(path: str | Path, sample_rate: int, start: float | None = None,
-               end: float | None = None) -> np.ndarray:
-    """Mono float32 waveform at `sample_rate`, optionally cut to [start, end) seconds; ClipError when unusable."""
+               end: float | None = None, info: dict[str, float] | None = None) -> np.ndarray:
+    """Mono float32 waveform at `sample_rate`, optionally cut to [start, end) seconds; ClipError when unusable.
+
+    `info`, when given, receives ``audio_s`` (seconds of audio, in the window) for the data report."""
     p = Path(path)
     if p.suffix.lower() in SOUNDFILE_EXTS:
         wave, sr = _read_soundfile(p)
@@ -247,6 +256,8 @@ def read_audio(path: str | Path, sample_rate: int, start: float | None = None,
     bad = int(np.count_nonzero(~np.isfinite(wave)))
     if bad:
         raise ClipError(f"non-finite samples: {bad} of {len(wave)} are NaN or infinite (a corrupt float file)")
+    if info is not None:
+        info["audio_s"] = len(wave) / sr
     return _resample(wave, sr, sample_rate)
 
 

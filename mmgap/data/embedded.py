@@ -36,9 +36,11 @@ import av
 import numpy as np
 from scipy import ndimage
 
+from mmgap.atomic import DamagedFile, read_json, write_json
 from mmgap.config import EmbeddedConfig
 from mmgap.data.manifest import TIERS, DataError, Manifest, ManifestRow
 from mmgap.data.parallel import pmap
+from mmgap.locks import file_lock, remove_stale_tmp
 
 GENERATOR_VERSION = 4
 CLASS_NAMES = [str(d) for d in range(10)]
@@ -276,15 +278,17 @@ def dataset_spec(cfg: EmbeddedConfig, seed: int, design: EmbeddedDesign = DEFAUL
             "design": dataclasses.asdict(design), "pyav": av.__version__}
 
 
-def _is_complete(root: Path, spec: dict[str, Any]) -> bool:
+def _is_complete(root: Path, spec: dict[str, Any], log: Any = print) -> bool:
+    """Whether `root` holds the dataset of `spec` (a cut dataset.json is noted: the dataset is generated again)."""
     info = root / "dataset.json"
     if not info.is_file() or not (root / "manifest.csv").is_file():
         return False
     try:
-        on_disk = json.loads(info.read_text())
-    except json.JSONDecodeError:
+        on_disk = read_json(info, fix="the dataset is generated again")
+    except DamagedFile as exc:
+        log(f"note: {exc}")
         return False
-    if on_disk.get("spec") != json.loads(json.dumps(spec)):
+    if not isinstance(on_disk, dict) or on_disk.get("spec") != json.loads(json.dumps(spec)):
         return False
     n = spec["config"]["n_clips"]
     clips = root / "clips"
@@ -301,6 +305,20 @@ def generate_embedded(root: str | Path, cfg: EmbeddedConfig, seed: int = 0, work
     spec = dataset_spec(cfg, seed, design)
     if not rebuild and _is_complete(root, spec):
         return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    # One generation per folder at a time: a second notebook waits and finds the dataset complete, instead
+    # of replacing the folder under the first one.
+    with file_lock(root.with_name(f".{root.name}.lock"), f"the embedded dataset {root.name} (another notebook "
+                   "is generating it)"):
+        remove_stale_tmp(root.parent)
+        if not rebuild and _is_complete(root, spec, log=lambda _: None):
+            return root
+        return _generate(root, cfg, seed, workers, design, spec, progress)
+
+
+def _generate(root: Path, cfg: EmbeddedConfig, seed: int, workers: int | None, design: EmbeddedDesign,
+              spec: dict[str, Any], progress: bool) -> Path:
+    """Write the clips and manifest in a temporary folder beside `root`, then rename it into place."""
     t0 = time.time()
     tmp = root.with_name(f".{root.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -314,11 +332,9 @@ def generate_embedded(root: str | Path, cfg: EmbeddedConfig, seed: int = 0, work
                         imbalanced=p["visual_tier"] != "clean", visual_tier=p["visual_tier"])
             for i, p in enumerate(plan)]
     Manifest("embedded", CLASS_NAMES, rows).to_csv(tmp / "manifest.csv")
-    (tmp / "dataset.json").write_text(json.dumps({"spec": spec, "seconds": round(time.time() - t0, 1)},
-                                                 indent=1))
+    write_json(tmp / "dataset.json", {"spec": spec, "seconds": round(time.time() - t0, 1)}, indent=1)
     if root.exists():
         shutil.rmtree(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
     os.replace(tmp, root)
     return root
 

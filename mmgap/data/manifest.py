@@ -8,6 +8,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from mmgap.atomic import atomic_open
+
 SPLITS = ("train", "val", "test")
 TIERS = ("clean", "hard", "corrupt")
 """Ground-truth visual tiers of the embedded dataset (``ManifestRow.visual_tier``; see mmgap.data.embedded)."""
@@ -80,7 +82,7 @@ class Manifest:
         """Write the rows as CSV (class names are recoverable from label/label_name)."""
         path = Path(path)
         names = [f.name for f in fields(ManifestRow)]
-        with open(path, "w", newline="", encoding="utf-8") as fh:
+        with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=names)
             w.writeheader()
             for r in self.rows:
@@ -114,7 +116,7 @@ def _opt_bool(v: str | None) -> bool | None:
 def write_exclusions(path: str | Path, exclusions: list[Exclusion]) -> Path:
     """Write `clip_id,path,reason,kind` rows (header always present, so an empty file means none skipped)."""
     path = Path(path)
-    with open(path, "w", newline="", encoding="utf-8") as fh:
+    with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["clip_id", "path", "reason", "kind"])
         for e in exclusions:

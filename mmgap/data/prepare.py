@@ -5,12 +5,22 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from mmgap.config import Preset, get_preset
 from mmgap.data import ave, crema_d, embedded, generic, kinetics_sounds
-from mmgap.data.cache import FeatureCache, build_cache, load_cache, write_failed
+from mmgap.data.cache import (
+    DamagedCache,
+    FeatureCache,
+    build_cache,
+    cache_folder,
+    is_built,
+    load_cache,
+    print_report,
+    write_failed,
+)
 from mmgap.data.manifest import README_HINT, DataError, Manifest, NoUsableClips, no_usable_clips
 from mmgap.data.protocols import PROTOCOLS, Protocol, embedded_protocol
 from mmgap.paths import resolve
@@ -44,9 +54,22 @@ def build_dataset_manifest(dataset: str, root: Path, data_seed: int = 0, val_fra
     return _MODULES[dataset].build_manifest(root, **kwargs)
 
 
+CACHE_ENV = "MMGAP_CACHE_DIR"
+
+
+def cache_root_for(dataset: str, data_root: Path, cache_dir: str | Path | None = None) -> Path:
+    """Where a dataset's feature caches go: ``<cache_dir>/<dataset>`` when `cache_dir` or ``$MMGAP_CACHE_DIR``
+    is set (a dataset on a read-only disk), else ``<data folder>/cache`` beside the raw data."""
+    chosen = cache_dir if cache_dir is not None else os.environ.get(CACHE_ENV) or None
+    if chosen is not None:
+        return resolve(chosen) / dataset
+    return (data_root.parent if data_root.is_file() else data_root) / "cache"
+
+
 def prepare(dataset: str = "embedded", data_dir: str | Path | None = None, preset: Preset | str = "demo",
             seed: int = 0, workers: int | None = None, rebuild: bool = False, *, data_seed: int = 0,
-            protocol: Protocol | None = None, progress: bool = True, **manifest_kwargs: Any) -> FeatureCache:
+            protocol: Protocol | None = None, progress: bool = True, cache_dir: str | Path | None = None,
+            **manifest_kwargs: Any) -> FeatureCache:
     """Generate or find the raw data, build or reuse its feature cache, and return it (memory-mapped).
 
     `seed` is the run seed and does not change the data: the embedded dataset, the CREMA-D 9:1 split and
@@ -56,6 +79,14 @@ def prepare(dataset: str = "embedded", data_dir: str | Path | None = None, prese
     default protocol; extra keyword arguments go to the dataset's `build_manifest` (e.g. CREMA-D's
     `split_files` or `split_by="actor"`, Kinetics-Sounds' `class_list_file`). When nothing usable is found,
     the DataError names the main reasons and every skipped clip is written to `<cache folder>/exclusions.csv`.
+
+    `cache_dir` (else the environment variable ``MMGAP_CACHE_DIR``) puts the feature cache apart from the
+    raw data, under ``<cache_dir>/<dataset>/`` (default: ``<data folder>/cache``), so a read-only dataset
+    works. The cache key follows the files' names, sizes and modification times, so files re-exported in
+    place are decoded again; `rebuild=True` forces it. A data report (clips whose audio and video lengths
+    disagree, too few frames, classes with few training clips, ...) is printed at the build and saved as
+    ``data_report.txt`` / ``.json`` in the cache folder. A damaged cache (its arrays differ from the
+    digests in its meta.json) is noted and built again.
     """
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; valid datasets: {', '.join(DATASETS)}")
@@ -66,15 +97,24 @@ def prepare(dataset: str = "embedded", data_dir: str | Path | None = None, prese
                                           workers=workers, progress=progress)
         manifest = embedded.build_manifest(root)
         proto = protocol or embedded_protocol(p.embedded, val_frac=p.train.val_frac, split_seed=data_seed)
-        cache_root = root / "cache"
+        cache_root = cache_root_for(dataset, root, cache_dir)
     else:
         root = resolve(data_dir) if data_dir is not None else resolve(f"data/{dataset}")
         proto = protocol or PROTOCOLS[dataset].replace(val_frac=p.train.val_frac, split_seed=data_seed)
-        cache_root = (root.parent if root.is_file() else root) / "cache"
+        cache_root = cache_root_for(dataset, root, cache_dir)
         try:
             manifest = build_dataset_manifest(dataset, root, data_seed, proto.val_frac, **manifest_kwargs)
         except NoUsableClips as e:  # the same error, now naming the file that lists every skipped clip
             raise no_usable_clips(e.dataset, e.headline, e.exclusions,
                                   written_to=write_failed(cache_root, e.exclusions)) from None
+    reused = not rebuild and is_built(cache_folder(manifest, proto, cache_root), log=lambda _: None)
     path = build_cache(manifest, proto, cache_root, workers=workers, rebuild=rebuild, progress=progress)
-    return load_cache(path)
+    try:
+        cache = load_cache(path)
+    except DamagedCache as exc:  # derived data: build it again, saying which file was damaged
+        print(f"note: {exc}; building the cache again")
+        cache = load_cache(build_cache(manifest, proto, cache_root, workers=workers, rebuild=True,
+                                       progress=progress))
+    if reused and progress:
+        print_report(path, full=False)
+    return cache

@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from mmgap import atomic
 from mmgap.data.manifest import TIERS
 from mmgap.experiments.settings import OURS, UNIMODAL, method_label
 from mmgap.results import format_mean_std, mean_std_table
@@ -266,5 +267,5 @@ def plot_method_bars(rows: pd.DataFrame, metrics: Sequence[str] = ("acc", "f1"),
         t.set_ha("right")
     fig.tight_layout()
     if path is not None:
-        fig.savefig(path, dpi=120)
+        atomic.save_figure(fig, path, dpi=120)
     return fig

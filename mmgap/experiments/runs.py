@@ -9,18 +9,21 @@ test-split metrics of the validation-selected epoch (fractions in [0, 1]) and wh
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import hashlib
+import inspect
 import json
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
-from mmgap import baselines, paths
+from mmgap import atomic, baselines, paths
 from mmgap.checkpoint import CheckpointError, from_json, load_safe
 from mmgap.cards import ProtocolCard, method_kwargs, method_preset, protocol_card
 from mmgap.config import Preset, get_preset
@@ -35,6 +38,7 @@ from mmgap.experiments.settings import (
     setting_preset,
     setting_warmup_preset,
 )
+from mmgap.locks import file_lock, remove_stale_tmp
 from mmgap.method import finetune, run_control, run_two_stage, run_warmup
 from mmgap.results import write_metrics
 from mmgap.trainer import best_row_summary, stage_timings, train_baseline
@@ -115,22 +119,23 @@ def ensure_warmup(
     `warmup_dir` is tried next; otherwise the warm-up is trained there through `mmgap.method.run_warmup`.
     """
     folder = warmup_dir(preset, cache, seed)
-    for cand in (*[paths.resolve(c) for c in candidates], folder / "warmup.pt"):
-        if Path(cand).is_file():
-            ok, why = warmup_is_compatible(cand, preset)
-            if ok:
-                return Path(cand)
-            log(f"note: not reusing {paths.shown(cand)}: {why}")
-    log(f"note: no warm-up checkpoint for seed {seed} ({preset.train.optimizer}); training one in {paths.shown(folder)} "
-        f"({preset.train.warmup_epochs} epochs)")
-    try:  # an interrupted warm-up in the folder continues where it stopped
-        res = run_warmup(cache, warmup_preset(preset), folder, seed=seed, device=device, resume=True,
-                         progress=progress)
-    except ValueError as exc:  # its last.pt was written with other settings: start over
-        log(f"note: not resuming the warm-up in {paths.shown(folder)}: {exc}")
-        res = run_warmup(cache, warmup_preset(preset), folder, seed=seed, device=device, resume=False,
-                         progress=progress)
-    return Path(res["warmup_ckpt"])
+    with run_lock(folder, log):  # one process trains a warm-up; the others wait and reuse it
+        for cand in (*[paths.resolve(c) for c in candidates], folder / "warmup.pt"):
+            if Path(cand).is_file():
+                ok, why = warmup_is_compatible(cand, preset)
+                if ok:
+                    return Path(cand)
+                log(f"note: not reusing {paths.shown(cand)}: {why}")
+        log(f"note: no warm-up checkpoint for seed {seed} ({preset.train.optimizer}); training one in "
+            f"{paths.shown(folder)} ({preset.train.warmup_epochs} epochs)")
+        try:  # an interrupted warm-up in the folder continues where it stopped
+            res = run_warmup(cache, warmup_preset(preset), folder, seed=seed, device=device, resume=True,
+                             progress=progress)
+        except ValueError as exc:  # its last.pt was written with other settings: start over
+            log(f"note: not resuming the warm-up in {paths.shown(folder)}: {exc}")
+            res = run_warmup(cache, warmup_preset(preset), folder, seed=seed, device=device, resume=False,
+                             progress=progress)
+        return Path(res["warmup_ckpt"])
 
 
 def warmup_result(ckpt_path: str | Path) -> dict[str, Any]:
@@ -191,9 +196,50 @@ def phenomena_fields(result: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def is_finished(run: Path) -> bool:
-    """Whether a run folder holds a completed run (its result.json, written last)."""
-    return (run / "result.json").is_file()
+def is_finished(run: Path, log: Any = print) -> bool:
+    """Whether a run folder holds a completed run: its result.json, written last, readable.
+
+    A result.json that is empty or cut (a disk that filled, a copy that stopped) marks no finished run: the
+    run is redone, with a note naming the file.
+    """
+    path = run / "result.json"
+    if not path.is_file():
+        return False
+    try:
+        atomic.read_json(path, fix="the run is redone")
+    except atomic.DamagedFile as exc:
+        log(f"note: {exc}")
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def run_lock(run: Path, log: Any = print) -> Iterator[Path]:
+    """Hold the lock of a run folder (``<run>/.lock``): a second process asking for the same run waits, then
+    finds it finished (or resumes it); leftovers of killed writers in the folder are removed."""
+    run.mkdir(parents=True, exist_ok=True)
+    with file_lock(run / ".lock", f"the run in {run} (another notebook or worker is on it)", log):
+        remove_stale_tmp(run, log)
+        yield run
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _one_at_a_time(folder_of: Callable[..., Path]) -> Callable[[_F], _F]:
+    """Run the decorated run function under `run_lock` of its folder, ``folder_of(**its arguments)``."""
+    def wrap(fn: _F) -> _F:
+        sig = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def locked(*args: Any, **kwargs: Any) -> Any:
+            bound = sig.bind(*args, **kwargs)
+            bound.apply_defaults()
+            log = bound.arguments.get("log", print)
+            with run_lock(folder_of(**bound.arguments), log):
+                return fn(*args, **kwargs)
+        return locked  # type: ignore[return-value]
+    return wrap
 
 
 def cache_dataset(cache: Any) -> str:
@@ -205,11 +251,11 @@ def _save_result(run: Path, row: Mapping[str, Any], card: ProtocolCard) -> None:
     """metrics.json (the row and the run's protocol card), then result.json (the row), which marks it finished."""
     write_metrics(run, {**row, "protocol": card.to_dict()})
     text = json.dumps(dict(row), sort_keys=True, default=str) + "\n"
-    (run / "result.json").write_text(text, encoding="utf-8")
+    atomic.write_text(run / "result.json", text)
 
 
 def _load_result(run: Path) -> dict[str, Any]:
-    return json.loads((run / "result.json").read_text(encoding="utf-8"))
+    return atomic.read_json(run / "result.json", fix="delete it: the run is redone")
 
 
 def adaptive_run_dir(cache: Any, preset: Preset, setting: AdaptiveSetting, seed: int,
@@ -222,6 +268,13 @@ def adaptive_run_dir(cache: Any, preset: Preset, setting: AdaptiveSetting, seed:
     return base / f"{setting.key}-{tag}" / f"seed{seed}"
 
 
+def _adaptive_folder(cache: Any, preset: Preset, setting: AdaptiveSetting, seed: int, root: str | Path | None = None,
+                     adam_lr: float | None = None, **_: Any) -> Path:
+    """The folder `run_adaptive` trains in (the default learning rate of Adam filled in)."""
+    return adaptive_run_dir(cache, preset, setting, seed, root, adam_lr_for(preset) if adam_lr is None else adam_lr)
+
+
+@_one_at_a_time(_adaptive_folder)
 def run_adaptive(
     cache: Any, preset: Preset, setting: AdaptiveSetting, seed: int, root: str | Path | None = None,
     device: str = "auto", adam_lr: float | None = None, fresh: bool = False, log: Any = print,
@@ -255,6 +308,13 @@ def _cell_dir(root: str | Path, tag: str, preset: Preset, cache: Any, epochs: in
     return Path(root) / f"{tag}-{_digest(preset.to_dict(), cache_id(cache), epochs)}" / f"seed{seed}"
 
 
+def purify_run_dir(cache: Any, preset: Preset, seed: int, tau: float, root: str | Path, epochs: int,
+                   **_: Any) -> Path:
+    """The folder of one Table VII cell (`purify_one`)."""
+    return _cell_dir(root, f"tau{tau:g}", preset, cache, epochs, seed)
+
+
+@_one_at_a_time(purify_run_dir)
 def purify_one(
     cache: Any, preset: Preset, seed: int, tau: float, root: str | Path, epochs: int, device: str = "auto",
     fresh: bool = False, log: Any = print,
@@ -288,6 +348,13 @@ def purify_one(
     return {**row, "reused": False}
 
 
+def baseline_run_dir(cache: Any, preset: Preset, method: str, seed: int, root: str | Path, epochs: int,
+                     **_: Any) -> Path:
+    """The folder of one Table II cell of a baseline (`baseline_one`)."""
+    return _cell_dir(root, method, method_preset(preset, method, epochs), cache, epochs, seed)
+
+
+@_one_at_a_time(baseline_run_dir)
 def baseline_one(
     cache: Any, preset: Preset, method: str, seed: int, root: str | Path, epochs: int, device: str = "auto",
     fresh: bool = False, log: Any = print,
@@ -295,7 +362,7 @@ def baseline_one(
     """One Table II cell of a baseline: `mmgap.baselines.get(method)` trained for `epochs` (val-selected)."""
     dataset = cache_dataset(cache)
     run_preset = method_preset(preset, method, epochs)  # at `paper`: the authors' learning-rate decay (mmgap.cards)
-    run = _cell_dir(root, method, run_preset, cache, epochs, seed)
+    run = baseline_run_dir(cache, preset, method, seed, root, epochs)
     if is_finished(run) and not fresh:
         return {**_load_result(run), "reused": True}
     t0 = time.perf_counter()

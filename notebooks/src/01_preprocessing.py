@@ -46,6 +46,7 @@
 # %% tags=["parameters"]
 dataset = "embedded"  # str: "embedded" | "crema_d" | "ave" | "kinetics_sounds" | "generic"
 data_dir = None  # str | None: the raw dataset folder (None: data/<dataset>; the embedded one is generated there)
+rebuild = False  # bool: decode every clip again instead of reusing the feature cache (True after editing files in place)
 preset = "demo"  # str: "smoke" (seconds, for tests) | "demo" (minutes on a CPU) | "paper" (GPU, real datasets)
 seed = 0  # int, non-negative: the run seed (the data itself is fixed: it does not change with the seed)
 device = "auto"  # str: "auto" (CUDA when present) | "cpu" | "cuda" (unused here: preprocessing runs on the CPU)
@@ -111,7 +112,7 @@ display(manifest_df.head(8))
 
 # %%
 t0 = time.perf_counter()
-cache = prepare(dataset, data_dir, cfg, seed)
+cache = prepare(dataset, data_dir, cfg, seed, rebuild=rebuild)
 t_cache = time.perf_counter() - t0
 print(f"cache: {paths.shown(cache.path)} ({t_cache:.1f} s)")
 shapes = pd.DataFrame(

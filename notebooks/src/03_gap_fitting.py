@@ -71,7 +71,7 @@ import pandas as pd
 from IPython.display import display
 from sklearn.metrics import roc_auc_score
 
-from mmgap import paths, plots, results
+from mmgap import atomic, paths, plots, results
 from mmgap.checkpoint import load_safe
 from mmgap.data import embedded, prepare
 from mmgap.data.decode import read_audio
@@ -286,10 +286,11 @@ for rank, j in enumerate(picked):
 # `metrics.json` (mixture parameters, BIC, AUROC) are what later notebooks and your own analyses can read.
 
 # %%
-np.savez(run / "gaps.npz", index=rows, label=y.numpy(), g_prob=gaps["prob"], g_kl=gaps["kl"],
-         s_a=s_a, s_v=s_v, w0=w0, w1=w1, w1_monotone=w1_mono,
-         imbalanced=flags if flags is not None else np.zeros(0, bool),
-         visual_tier=tiers if tiers is not None else np.zeros(0, str))
+atomic.write_with(run / "gaps.npz", lambda fh: np.savez(
+    fh, index=rows, label=y.numpy(), g_prob=gaps["prob"], g_kl=gaps["kl"],
+    s_a=s_a, s_v=s_v, w0=w0, w1=w1, w1_monotone=w1_mono,
+    imbalanced=flags if flags is not None else np.zeros(0, bool),
+    visual_tier=tiers if tiers is not None else np.zeros(0, str)))
 bim_main = bic_table[(bic_table["gap"] == "prob") & (bic_table["mixture"] == cfg.train.mixture)].iloc[0]
 metrics = {
     "notebook": "03_gap_fitting",

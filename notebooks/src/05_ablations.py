@@ -75,8 +75,8 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
 
+from mmgap import atomic, paths, plots
 from mmgap import experiments as ex
-from mmgap import paths, plots
 from mmgap.data import prepare
 from mmgap.results import save_table, write_metrics
 
@@ -104,7 +104,7 @@ print(f"cache: {ex.cache_id(cache)}, {len(cache)} clips, {cache.num_classes} cla
 # %%
 rows = ex.run_ablations(cache, cfg, tables=tables, seeds=seeds, device=str(dev), adam_lr=adam_lr, fresh=fresh,
                        workers=workers)
-rows.drop(columns=["run_dir"]).to_csv(out / "runs.csv", index=False)
+atomic.write_text(out / "runs.csv", rows.drop(columns=["run_dir"]).to_csv(index=False))
 sweep_seconds = time.perf_counter() - t_start
 runs_once = rows.drop_duplicates(["setting", "seed"])
 print(f"{int((~runs_once['reused']).sum())} runs trained, {int(runs_once['reused'].sum())} reused, {sweep_seconds:.0f} s")
@@ -144,7 +144,7 @@ for ax, table in zip(axes[0], tables):
     ax.set_ylabel("")
 fig.suptitle(f"Ablations on {dataset} ({cfg.name} preset), mean ± std over {len(seeds)} seed(s)")
 fig.tight_layout()
-fig.savefig(out / "ablations.png", dpi=120)
+atomic.save_figure(fig, out / "ablations.png", dpi=120)
 plt.show()
 
 # %% [markdown]

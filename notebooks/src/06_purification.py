@@ -52,8 +52,8 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 from IPython.display import display
 
+from mmgap import atomic, paths, plots
 from mmgap import experiments as ex
-from mmgap import paths, plots
 from mmgap.data import prepare
 from mmgap.results import save_table, write_metrics
 
@@ -83,7 +83,7 @@ for s, p in warmups.items():
 # %%
 rows = ex.run_purification(cache, cfg, taus=taus, seeds=seeds, device=str(dev), fresh=fresh,
                            workers=workers)
-rows.drop(columns=["run_dir"]).to_csv(out / "runs.csv", index=False)
+atomic.write_text(out / "runs.csv", rows.drop(columns=["run_dir"]).to_csv(index=False))
 sweep_seconds = time.perf_counter() - t_start
 
 # %% [markdown]
@@ -118,7 +118,7 @@ ax2.set_xlabel("threshold τ on w0")
 ax2.set_ylabel("training clips kept (%)")
 fig.suptitle(f"Data purification on {dataset} ({cfg.name} preset, {len(seeds)} seed(s))")
 fig.tight_layout()
-fig.savefig(out / "purification.png", dpi=120)
+atomic.save_figure(fig, out / "purification.png", dpi=120)
 plt.show()
 
 # %% [markdown]

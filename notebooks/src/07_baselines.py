@@ -61,8 +61,8 @@ import time
 import matplotlib.pyplot as plt
 from IPython.display import display
 
+from mmgap import atomic, paths, plots
 from mmgap import experiments as ex
-from mmgap import paths, plots
 from mmgap.data import prepare
 from mmgap.results import save_table, write_metrics
 
@@ -101,7 +101,7 @@ for name, sched in schedules.items():
 # %%
 rows = ex.run_methods(cache, cfg, methods=methods, seeds=seeds, device=str(dev), fresh=fresh,
                      workers=workers)
-rows.drop(columns=[c for c in ("run_dir",) if c in rows]).to_csv(out / "runs.csv", index=False)
+atomic.write_text(out / "runs.csv", rows.drop(columns=[c for c in ("run_dir",) if c in rows]).to_csv(index=False))
 sweep_seconds = time.perf_counter() - t_start
 failed = rows[rows["error"].notna()] if "error" in rows else rows.iloc[:0]
 for r in failed.itertuples():
