@@ -166,8 +166,9 @@ class DRStrategy(Strategy):
         row: dict[str, Any] = {}
         pending: dict[str, float] = {}
         for m, key in (("audio", "feat_a"), ("visual", "feat_v")):
-            p_tr = kmeans_purity(_np(train[key]), _np(train["label"]), trainer.num_classes, n_init=self.kmeans_n_init)
-            p_va = kmeans_purity(_np(val[key]), _np(val["label"]), trainer.num_classes, n_init=self.kmeans_n_init)
+            k, runs = trainer.num_classes, self.kmeans_n_init
+            p_tr = kmeans_purity(_np(train[key]), _np(train["label"]), k, n_init=runs)
+            p_va = kmeans_purity(_np(val[key]), _np(val["label"]), k, n_init=runs)
             pending[m] = reinit_strength(p_tr, p_va, self.lam)
             row.update({f"purity_train_{m}": p_tr, f"purity_val_{m}": p_va, f"reinit_w_{m}": pending[m]})
         self.pending = pending
