@@ -514,7 +514,7 @@ def test_dr_purity_and_reinit(monkeypatch):
 
     monkeypatch.setattr(dr, "KMeans", spy)
     assert kmeans_purity(x, np.repeat([0, 1], 20), 2) == pytest.approx(1.0)
-    assert seen == {"n_clusters": 2, "random_state": 0, "n_init": 10}  # the authors' KMeans(k, random_state=0)
+    assert seen == {"n_clusters": 2, "random_state": 0, "n_init": 1}  # the authors' KMeans(k, random_state=0), sklearn >= 1.4
     assert reinit_strength(0.9, 0.6, lam=3.0) == pytest.approx(0.7162978702)
     assert reinit_strength(0.6, 0.9, lam=3.0) == pytest.approx(0.7162978702)  # |gap|
     lin = nn.Linear(2, 2)
@@ -524,6 +524,35 @@ def test_dr_purity_and_reinit(monkeypatch):
     soft_reinit_(lin, {"weight": torch.zeros(2, 2), "bias": torch.zeros(2)}, w=0.25)
     torch.testing.assert_close(lin.weight, torch.full((2, 2), 1.5))
     torch.testing.assert_close(lin.bias, torch.full((2,), -3.0))
+
+
+def _ten_separated_classes() -> tuple[np.ndarray, np.ndarray]:
+    """200 points, 10 classes of 20 around well-separated centres in 4-D (every class its own cluster)."""
+    rng = np.random.default_rng(3)
+    centres = rng.uniform(-3.0, 3.0, (10, 4))
+    y = np.repeat(np.arange(10), 20)
+    return centres[y] + rng.normal(0.0, 0.2, (200, 4)), y
+
+
+def test_dr_kmeans_runs_as_the_authors_call_does():
+    """D&R's diagnosis is ONE k-means++ run: the authors' ``KMeans(n_clusters, random_state=0)`` (no n_init) under
+    scikit-learn >= 1.4, the versions their lab pins. On ten separated classes one run from random_state 0 merges
+    two classes and splits another (purity 0.9), where the best of ten runs finds all ten (1.0)."""
+    import sklearn
+    from sklearn.cluster import KMeans
+    from sklearn.preprocessing import MinMaxScaler
+
+    x, y = _ten_separated_classes()
+    ours = kmeans_purity(x, y, 10)
+    assert ours == kmeans_purity(x, y, 10, n_init=1) == pytest.approx(0.9)
+    assert kmeans_purity(x, y, 10, n_init=10) == pytest.approx(1.0)  # the pre-1.4 reading (kmeans_n_init=10)
+    if tuple(int(v) for v in sklearn.__version__.split(".")[:2]) >= (1, 4):  # n_init="auto" -> 1 for k-means++
+        scaled = MinMaxScaler(feature_range=(-1, 1)).fit_transform(x)  # the authors' reinit_score, verbatim call
+        assert purity(y, KMeans(n_clusters=10, random_state=0).fit_predict(scaled)) == ours
+    assert DRStrategy().kmeans_n_init == 1 and DRStrategy(kmeans_n_init=10).kmeans_n_init == 10
+    for bad in (0, 2.0, True):
+        with pytest.raises(ValueError, match="kmeans_n_init"):
+            DRStrategy(kmeans_n_init=bad)
 
 
 def test_dr_schedule_scales_with_the_run():

@@ -37,6 +37,20 @@ Defaults and their source: α = 1.5 (the authors' audio-visual setting, field no
 (BalanceBenchmark's two-modality branch), modulation in every epoch (``window=(0.0, 1.0)``; the original's
 window is not public).
 
+The zero-padded passes, a deviation from BalanceBenchmark's per-step arithmetic: its ``GradMod_2.forward``
+computes f(a, 0) and f(0, v) with the whole network in eval mode (``self.net.eval()``, an all-zero input for
+the padded modality), so the kept modality's features there are normalised by BatchNorm's running statistics,
+while f(a, v) is the train-mode pass. Here the kept modality's features are those of the train-mode pass
+f(a, v) (batch statistics) and only the padded modality's zero-input output is taken in eval mode, so f(a, v)
+and f(a, 0) share φ^a exactly (and each step costs two one-sample encoder passes instead of two full-batch
+forward passes). The original repository (lihongcs/AGM) could not be consulted. Measured size (demo preset,
+seeds 0-2, 20 epochs, all 1,200 steps of our runs; both variants computed on the same batch, each with its own
+running averages): the scores differ by |Δs_a| = 0.05 (median; 90 %: 0.44) and |Δs_v| = 0.13 (0.51), largest
+in the first epoch (0.21 and 0.25), and the coefficients by |Δk_a| = 0.10 (0.60) and |Δk_v| = 0.12 (0.47),
+where k_a is 0.24 and k_v 1.33 (medians). Trained with the eval-mode passes, AGM's test accuracy is
+83.43 ± 7.11 (88.33, 86.67, 75.28) against 78.06 ± 3.61 (75.83, 82.22, 76.11) here: better on two seeds of
+three, with a spread as large as the difference.
+
 Deviations: (1) the speed-up cap above, only at learning rates far above the authors'. (2) The clip tests
 every gradient entry, where BalanceBenchmark tests the head's only: hooks at the Shapley outputs (the
 original's) scale the head's gradient with the encoders', so the head test sees a large k; ours scale the
