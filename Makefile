@@ -30,9 +30,9 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml $(LOCKS)
 	@if [ -z "$(ACTIVE_ENV)" ]; then test -x .venv/bin/python || python3 -m venv .venv; fi
 	@lock=requirements/constraints-py$$($(PY) -c 'import sys; print("%d%d" % sys.version_info[:2])').txt; \
-	if [ "$(MODE)" = unpinned ]; then c=""; echo "set-up: unpinned (the newest versions pyproject.toml allows)"; \
+	if [ "$(MODE)" = unpinned ]; then c=""; echo "set-up: unpinned (the newest pyproject.toml allows)"; \
 	elif [ -f "$$lock" ]; then c="-c $$lock"; echo "set-up: pinned by $$lock"; \
-	else c=""; echo "set-up: no $$lock for this Python, so unpinned: numbers may differ from the READMEs'"; fi; \
+	else c=""; echo "set-up: no $$lock for this Python: unpinned, numbers may differ from the READMEs'"; fi; \
 	if [ -z "$(ACTIVE_ENV)" ]; then echo "$(PY) -m pip install --quiet --upgrade pip $$c"; \
 	  $(PY) -m pip install --quiet --upgrade pip $$c || exit 1; fi; \
 	echo "$(PY) -m pip install --quiet -e \".[dev]\" $$c"; $(PY) -m pip install --quiet -e ".[dev]" $$c

@@ -16,7 +16,7 @@ LOCK = ROOT / "requirements" / "constraints-py311.txt"
 
 
 def read_pins(text: str) -> dict[str, Version]:
-    """`name==version` lines of a constraints file, by canonical name (refuses ranges, duplicates, options)."""
+    """`name==version` lines of a constraints file by canonical name (refuses ranges, duplicates, options)."""
     pins: dict[str, Version] = {}
     for n, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
@@ -51,15 +51,15 @@ def _project() -> dict:
 
 def test_lock_pins_every_direct_dependency_within_pyproject_ranges():
     project = _project()
-    direct = project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]
-    problems = lock_problems(direct, read_pins(LOCK.read_text()))
-    assert not problems, ("requirements/constraints-py311.txt and pyproject.toml disagree (regenerate the lock as "
-                          "its header says):\n" + "\n".join(problems))
+    extras = [r for extra in project["optional-dependencies"].values() for r in extra]
+    problems = lock_problems(project["dependencies"] + extras, read_pins(LOCK.read_text()))
+    assert not problems, ("requirements/constraints-py311.txt and pyproject.toml disagree (regenerate the "
+                          "lock as its header says):\n" + "\n".join(problems))
 
 
 def test_lock_pins_every_line_exactly_and_leaves_mmgap_out():
     pins = read_pins(LOCK.read_text())
-    assert "mmgap" not in pins, "the lock must not pin mmgap itself (it is installed editable from the checkout)"
+    assert "mmgap" not in pins, "the lock must not pin mmgap itself (it is installed editable from the clone)"
     # the packages that move this project's numbers are all in it (the package set is part of the protocol)
     assert {"torch", "torchvision", "torchaudio", "numpy", "scipy", "scikit-learn", "av"} <= set(pins)
 
@@ -78,9 +78,9 @@ def test_lock_checks_are_not_vacuous():
 
 def test_setup_installs_with_the_lock_and_reinstalls_when_it_changes():
     make = (ROOT / "Makefile").read_text()
-    stamp_rule = re.search(r"^\$\(STAMP\):(.*)$", make, re.M)
+    stamp_rule = re.search(r"^\$\(STAMP\):(.*)$", make, re.MULTILINE)
     assert stamp_rule and "$(LOCKS)" in stamp_rule.group(1), "the set-up stamp must depend on the lock files"
     assert "requirements/constraints-py*.txt" in make and "-c $$lock" in make
     assert "PINNED" in make and "MMGAP_UNPINNED" in make, "an unpinned set-up must stay one switch away"
-    pip_section = (ROOT / "environment.yml").read_text().split("- pip:", 1)[1]
-    assert "-c requirements/constraints-py311.txt" in pip_section and "python=3.11" in (ROOT / "environment.yml").read_text()
+    env = (ROOT / "environment.yml").read_text()
+    assert "python=3.11" in env and "-c requirements/constraints-py311.txt" in env.split("- pip:", 1)[1]
