@@ -49,10 +49,10 @@ def file_lock(lock_path: str | Path, what: str, log: Callable[[str], None] = pri
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
-            log(f"note: waiting for {what}: {holder} holds {lock_path}")
+            log(f"note: waiting for {what}: {holder} holds its lock ({lock_path.name})")
             t0 = time.monotonic()
             fcntl.flock(fd, fcntl.LOCK_EX)
-            log(f"note: {lock_path} released after {time.monotonic() - t0:.0f} s; going on")
+            log(f"note: {what}: released after {time.monotonic() - t0:.0f} s; going on")
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()}\n".encode(), 0)
         yield lock_path
@@ -94,7 +94,7 @@ def remove_stale_tmp(folder: str | Path, log: Callable[[str], None] = print) -> 
             continue
         removed.append(p)
     if removed:
-        log(f"note: removed {len(removed)} leftover(s) of interrupted builds in {folder}: "
+        log(f"note: removed {len(removed)} leftover(s) of interrupted builds in {folder.name}: "
             + ", ".join(p.name for p in removed))
     return removed
 

@@ -290,8 +290,8 @@ def test_04_adaptive(course: SimpleNamespace) -> None:
     assert m["effective"]["gap_source"] == "eval" and m["effective"]["posterior"] == "eq9"
     assert m["parameters"]["rho"] is None  # None = the preset's value
     assert [r["adaptive epochs done"] for r in m["gap_evolution"]] == [0, 1, 2]  # 2 refits + after the last epoch
-    assert all(0.0 < r["π1 (imbalanced)"] < 1.0 and r["μ1 − μ0 (raw)"] >= 0 for r in m["gap_evolution"])
-    assert set(m["phenomena"]) >= {"π1, imbalanced weight falls", "μ1 − μ0, raw gap falls",
+    assert all(0.0 < r["π1 (imbalanced)"] < 1.0 and r["|μ1 − μ0| (raw)"] >= 0 for r in m["gap_evolution"])
+    assert set(m["phenomena"]) >= {"π1, imbalanced weight falls", "|μ1 − μ0|, raw gap falls",
                                    "visual acc., hard (%) rises"}
     for v in m["phenomena"].values():
         assert set(v) == {"vs_start", "vs_control", "start", "adaptive_end", "control_end"}

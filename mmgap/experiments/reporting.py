@@ -162,7 +162,7 @@ PHENOMENA: tuple[tuple[str, str, str, str, float], ...] = (
     # (label, start column, end column, direction the paper expects, display scale)
     ("π1, imbalanced weight", "start_pi1", "end_pi1", "down", 1.0),
     ("μ1, raw gap", "start_mu1_raw", "end_mu1_raw", "down", 1.0),
-    ("μ1 − μ0, raw gap", "start_mu_sep", "end_mu_sep", "down", 1.0),
+    ("|μ1 − μ0|, raw gap", "start_mu_sep", "end_mu_sep", "down", 1.0),
     ("mean gap, raw", "start_gap_mean", "end_gap_mean", "down", 1.0),
     ("visual acc., hard (%)", "warm_acc_v_hard", "last_acc_v_hard", "up", 100.0),
     ("visual acc. (%)", "warm_acc_v", "last_acc_v", "up", 100.0),

@@ -185,7 +185,7 @@ def phenomena_fields(result: Mapping[str, Any]) -> dict[str, Any]:
         if not info or "pi1" not in info:
             continue
         out.update({f"{tag}_pi1": info["pi1"], f"{tag}_mu0_raw": info["mu0_raw"],
-                    f"{tag}_mu1_raw": info["mu1_raw"], f"{tag}_mu_sep": info["mu1_raw"] - info["mu0_raw"],
+                    f"{tag}_mu1_raw": info["mu1_raw"], f"{tag}_mu_sep": abs(info["mu1_raw"] - info["mu0_raw"]),
                     f"{tag}_gap_mean": info["gap_mean"],
                     f"{tag}_auroc_w1": info.get("auroc_w1"), f"{tag}_bic_drop": info["bic1"] - info["bic2"]})
         out.update({f"{tag}_gap_mean_{t}": info[f"gap_mean_{t}"] for t in TIERS if f"gap_mean_{t}" in info})
@@ -218,7 +218,7 @@ def run_lock(run: Path, log: Any = print) -> Iterator[Path]:
     """Hold the lock of a run folder (``<run>/.lock``): a second process asking for the same run waits, then
     finds it finished (or resumes it); leftovers of killed writers in the folder are removed."""
     run.mkdir(parents=True, exist_ok=True)
-    with file_lock(run / ".lock", f"the run in {run} (another notebook or worker is on it)", log):
+    with file_lock(run / ".lock", f"the run in {paths.shown(run)} (another notebook or worker is on it)", log):
         remove_stale_tmp(run, log)
         yield run
 

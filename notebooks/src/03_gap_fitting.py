@@ -35,8 +35,11 @@
 #
 # (Gaussian here; Student-t and Laplace components are the alternatives of Table V). The paper calls the
 # balanced component "the primary peak concentrated around zero" and the imbalanced one the peak
-# "deviating from zero": a matter of **location**, so $k=0$ is the component with the smaller mean,
-# whatever its weight ($\pi_1$ may exceed one half on a dataset where most clips are imbalanced).
+# "deviating from zero": a matter of **location**, so $k=0$ is the component whose mean lies nearest a
+# *raw* gap of 0 (both branches equally sure; in z-score units that is $-\mu_g/\sigma_g$), whatever its weight
+# ($\pi_1$ may exceed one half on a dataset where most clips are imbalanced). Where the dominant modality leads
+# in every clip this is the component with the smaller mean; a subgroup whose *other* branch leads (raw gaps
+# below 0) is imbalanced too, not balanced.
 # Bayes' rule gives each sample's soft membership:
 #
 # $$w_{i,0} = \frac{\pi_0\,\mathcal{N}(\hat g_i\mid\mu_0,\sigma_0^2)}{\sum_k \pi_k\,\mathcal{N}(\hat g_i\mid\mu_k,\sigma_k^2)}, \qquad w_{i,1} = 1 - w_{i,0}. \qquad (9)$$

@@ -134,8 +134,8 @@ print(f"test accuracy: last warm-up epoch {row['warm_acc']:.3f} -> adaptive {row
 # Left: the training set's gap distribution at each refit (the colour goes from dark = first adaptive
 # epoch to yellow = later), in **raw** units (Eq. 7 undone, so a shift towards zero is visible), plus the
 # distribution after the last epoch. Middle and right: the mixture's weights and means at each refit. The
-# components are labelled by location (the balanced one has the smaller mean), so $\pi_1$ is the weight of
-# the same, right-hand component at every refit.
+# components are labelled by location (the balanced one is the peak nearest a raw gap of 0), so $\pi_1$ is
+# the weight of the same component at every refit; its separation from the balanced one is $|\mu_1-\mu_0|$.
 #
 # **What to look for** (the paper's Fig. 5 on CREMA-D): the imbalanced component's weight $\pi_1$
 # shrinks, its mean $\mu_1$ moves towards $\mu_0$, and the distribution becomes one sharp peak near zero. On
@@ -162,7 +162,8 @@ evolution = pd.DataFrame([
      "μ0 (raw)": m["means"][m["balanced"]], "μ1 (raw)": m["means"][1 - m["balanced"]]}
     for e, m in sorted(mixes.items())
 ])
-evolution["μ1 − μ0 (raw)"] = evolution["μ1 (raw)"] - evolution["μ0 (raw)"]
+# the separation of the components (the imbalanced one may lie on either side of the balanced one)
+evolution["|μ1 − μ0| (raw)"] = (evolution["μ1 (raw)"] - evolution["μ0 (raw)"]).abs()
 evolution["mean gap (raw)"] = [r["gap_mean"] for r in adapt_rows if r.get("refitted")] + [float(np.mean(g_final))]
 auroc_by_epoch = [r.get("auroc_w1") for r in adapt_rows if r.get("refitted")]
 if any(a is not None for a in auroc_by_epoch):
@@ -174,7 +175,7 @@ print("saved", *[p.name for p in results.save_table(evolution.round(4), run / "t
 def mixture_row(name: str, r: dict, tag: str) -> dict:
     """The location-labelled mixture (raw units) and mean gap per tier at the start or end of an arm."""
     out = {"model": name, "π1": r[f"{tag}_pi1"], "μ0 (raw)": r[f"{tag}_mu0_raw"], "μ1 (raw)": r[f"{tag}_mu1_raw"],
-           "μ1 − μ0": r[f"{tag}_mu1_raw"] - r[f"{tag}_mu0_raw"], "mean gap": r[f"{tag}_gap_mean"]}
+           "|μ1 − μ0|": abs(r[f"{tag}_mu1_raw"] - r[f"{tag}_mu0_raw"]), "mean gap": r[f"{tag}_gap_mean"]}
     out.update({f"mean gap, {tier}": r.get(f"{tag}_gap_mean_{tier}") for tier in tiers})
     return out
 
