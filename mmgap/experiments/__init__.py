@@ -9,7 +9,8 @@ the code lives in one module per job, each importing only the ones above it in t
 - `params`: the notebooks' parameter checks (`check_params`, one call per notebook; `check_seeds`, ...);
 - `runs`: one run, reused when finished (`ensure_warmup`, `run_adaptive`, `purify_one`, `baseline_one`);
 - `sweeps`: a table's runs for every seed (`run_ablations`, `run_purification`, `run_methods`, `run_arms`);
-- `reporting`: tables, verdicts and the Table II chart from the sweeps' rows.
+- `reporting`: tables, verdicts and the Table II chart from the sweeps' rows;
+- and, from `mmgap.cards`, the protocol cards the notebooks print (`protocol_card`, `cards_markdown`).
 
 The names here are the submodules' own objects, re-exported: to patch one in a test, patch it where it is
 used (``monkeypatch.setattr(experiments.settings, "RHOS", ...)``), not on this package.
@@ -27,6 +28,7 @@ Work is shared wherever the paper's tables overlap:
   re-executing a notebook only trains what changed; ``fresh=True`` retrains.
 """
 
+from mmgap.cards import cards_markdown, protocol_card
 from mmgap.experiments.params import (
     Checked,
     check_common,
@@ -113,6 +115,8 @@ __all__ = [
     "TABLE_TITLES", "TABLES", "TAUS", "TIER_METRICS", "UNIMODAL", "AdaptiveSetting", "PlanRow",
     "ablation_plan", "adam_lr_for", "control_setting", "distinct_settings", "loss_config", "method_label",
     "ordered_tables", "setting_preset", "setting_warmup_preset", "table_ii_epochs",
+    # cards
+    "cards_markdown", "protocol_card",
     # workers
     "Job", "default_workers", "run_jobs",
     # params

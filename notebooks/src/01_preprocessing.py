@@ -58,6 +58,17 @@ from mmgap import experiments
 cfg, dev = experiments.check_params(globals(), notebook="01_preprocessing")  # ConfigError names a bad value
 print(f"dataset={dataset}, preset={cfg.name}, seed={seed}")
 
+# %% [markdown]
+# **The protocol card** of the course's method on this data (01 builds its audio front end and frames): every value, and who gives it (the paper, a method's
+# authors, or this project's choice, with the reason), with the software that ran it. `metrics.json` stores it;
+# `docs/protocol-cards.md` sets the cards of every preset and dataset side by side.
+
+# %%
+from IPython.display import display
+
+card = experiments.protocol_card(cfg, dataset, "ours_prob", seeds=[seed], device=str(dev))
+display(card.table())
+
 # %%
 import time
 
@@ -234,6 +245,7 @@ plt.show()
 
 # %%
 metrics = {
+    "protocol": card.to_dict(),
     "notebook": "01_preprocessing",
     "dataset": dataset,
     "preset": cfg.name,

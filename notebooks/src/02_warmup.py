@@ -58,6 +58,17 @@ print(f"dataset={dataset}, preset={cfg.name}, seed={seed}, device={device}")
 print(f"training: {cfg.train.warmup_epochs} epochs, {cfg.train.optimizer} lr={cfg.train.lr}, "
       f"batch {cfg.train.batch_size}, ResNet-18 width {cfg.model.width}")
 
+# %% [markdown]
+# **The protocol card** of the paper's method, whose first stage this notebook trains: every value, and who gives it (the paper, a method's
+# authors, or this project's choice, with the reason), with the software that ran it. `metrics.json` stores it;
+# `docs/protocol-cards.md` sets the cards of every preset and dataset side by side.
+
+# %%
+from IPython.display import display
+
+card = experiments.protocol_card(cfg, dataset, "ours_prob", seeds=[seed], device=str(dev))
+display(card.table())
+
 # %%
 import time
 
@@ -173,6 +184,7 @@ print(f"imbalance margin: {100 * margin:+.1f} points (visual only {100 * visual[
 
 # %%
 metrics = {
+    "protocol": card.to_dict(),
     "notebook": "02_warmup",
     "dataset": dataset,
     "preset": cfg.name,

@@ -64,6 +64,17 @@ from mmgap import experiments
 cfg, dev = experiments.check_params(globals(), notebook="03_gap_fitting")  # ConfigError names a bad value
 print(f"dataset={dataset}, preset={cfg.name}, seed={seed}, mixture={cfg.train.mixture}")
 
+# %% [markdown]
+# **The protocol card** of the paper's method, whose gaps and mixture this notebook fits: every value, and who gives it (the paper, a method's
+# authors, or this project's choice, with the reason), with the software that ran it. `metrics.json` stores it;
+# `docs/protocol-cards.md` sets the cards of every preset and dataset side by side.
+
+# %%
+from IPython.display import display
+
+card = experiments.protocol_card(cfg, dataset, "ours_prob", seeds=[seed], device=str(dev))
+display(card.table())
+
 # %%
 import time
 import warnings
@@ -296,6 +307,7 @@ atomic.write_with(run / "gaps.npz", lambda fh: np.savez(
     visual_tier=tiers if tiers is not None else np.zeros(0, str)))
 bim_main = bic_table[(bic_table["gap"] == "prob") & (bic_table["mixture"] == cfg.train.mixture)].iloc[0]
 metrics = {
+    "protocol": card.to_dict(),
     "notebook": "03_gap_fitting",
     "dataset": dataset,
     "preset": cfg.name,

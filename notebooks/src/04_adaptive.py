@@ -81,6 +81,17 @@ print(f"schedule: {t.warmup_epochs} warm-up epochs, then {t.adaptive_epochs} ada
       f"{'an eval-mode pass over the training set' if t.gap_source == 'eval' else 'the previous epoch training-step gaps'}"
       f" (gap_source={t.gap_source!r})")
 
+# %% [markdown]
+# **The protocol card** of the adaptive run (its control shares it but for Eq. 11): every value, and who gives it (the paper, a method's
+# authors, or this project's choice, with the reason), with the software that ran it. `metrics.json` stores it;
+# `docs/protocol-cards.md` sets the cards of every preset and dataset side by side.
+
+# %%
+from IPython.display import display
+
+card = experiments.protocol_card(cfg, dataset, f"ours_{cfg.train.gap}", seeds=[seed], device=str(dev))
+display(card.table())
+
 # %%
 import time
 
@@ -284,6 +295,7 @@ if not all(v["vs_control"] for v in verdicts.values()):
 
 # %%
 metrics = {
+    "protocol": card.to_dict(),
     "notebook": "04_adaptive",
     "dataset": dataset,
     "preset": cfg.name,

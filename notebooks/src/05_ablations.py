@@ -88,6 +88,17 @@ print(f"preset={cfg.name}, dataset={dataset}, seeds={seeds}, tables={tables}, de
 print(f"{len(plan)} table rows, {len(ex.distinct_settings(plan))} distinct settings; results in {paths.shown(out)}")
 
 # %% [markdown]
+# **The protocol card** of the full model every table shares: every value, and who gives it (the paper, a method's
+# authors, or this project's choice, with the reason), with the software that ran it. `metrics.json` stores it;
+# `docs/protocol-cards.md` sets the cards of every preset and dataset side by side.
+
+# %%
+from IPython.display import display
+
+card = ex.protocol_card(cfg, dataset, "ours_prob", seeds=seeds, device=str(dev))
+display(card.table())
+
+# %% [markdown]
 # ## The data
 # The feature cache is built (or reused) through the package, exactly as notebook 01 does.
 
@@ -177,6 +188,7 @@ else:
     save_table(phenomena, out / "table_phenomena_vs_control")
 
 metrics = {
+    "protocol": card.to_dict(),
     "notebook": "05_ablations",
     "dataset": dataset,
     "preset": cfg.name,

@@ -63,6 +63,17 @@ print(f"preset={cfg.name}, dataset={dataset}, seeds={seeds}, taus={taus}, "
       f"{cfg.train.finetune_epochs} fine-tuning epochs, device={dev}; results in {paths.shown(out)}")
 
 # %% [markdown]
+# **The protocol card** of the method whose warm-up and posteriors the fine-tunes start from: every value, and who gives it (the paper, a method's
+# authors, or this project's choice, with the reason), with the software that ran it. `metrics.json` stores it;
+# `docs/protocol-cards.md` sets the cards of every preset and dataset side by side.
+
+# %%
+from IPython.display import display
+
+card = ex.protocol_card(cfg, dataset, "ours_prob", seeds=seeds, device=str(dev))
+display(card.table())
+
+# %% [markdown]
 # ## The data and the warm-up
 # The feature cache comes from the package (as in notebook 01). Each seed's warm-up checkpoint (Eq. 10) is
 # shared with notebooks 05 and 07: it is reused when present and trained (with a note) when missing.
@@ -132,6 +143,7 @@ print(findings)
 by_tau = rows[rows["tau"] > 0].groupby("tau")["acc"].mean().dropna()
 best_tau = float(by_tau.idxmax()) if len(by_tau) else 0.0  # every threshold left too few clips: the baseline
 metrics = {
+    "protocol": card.to_dict(),
     "notebook": "06_purification",
     "dataset": dataset,
     "preset": cfg.name,

@@ -59,7 +59,7 @@ workers = None  # int | None: runs trained at once; None: one per CPU core (at m
 import time
 
 import matplotlib.pyplot as plt
-from IPython.display import display
+from IPython.display import Markdown, display
 
 from mmgap import atomic, paths, plots
 from mmgap import experiments as ex
@@ -71,6 +71,16 @@ out = paths.run_dir(cfg.name, "07_baselines")
 epochs = ex.table_ii_epochs(cfg)
 print(f"preset={cfg.name}, dataset={dataset}, seeds={seeds}, {len(methods)} methods, {epochs} epochs each, "
       f"device={dev}; results in {paths.shown(out)}")
+
+# %% [markdown]
+# **The protocol cards** of the methods in this table, side by side: every value, and who gives it (the
+# paper, a method's authors, or this project's choice), with the software below. `metrics.json` stores them;
+# `docs/protocol-cards.md` has every dataset's at `paper`.
+
+# %%
+cards = {m: ex.protocol_card(cfg, dataset, m, seeds=seeds, device=str(dev), epochs=epochs) for m in methods}
+display(Markdown(ex.cards_markdown(cards.values())))
+display(next(iter(cards.values())).table().query("`given by` == 'software'"))
 
 # %% [markdown]
 # ## The data
@@ -143,6 +153,7 @@ means = rows.groupby("method", sort=False)[list(ex.METRICS)].mean()
 multimodal = means.drop(index=[m for m in ex.UNIMODAL if m in means.index])
 best = str(multimodal["acc"].idxmax())
 metrics = {
+    "protocol": {m: c.to_dict() for m, c in cards.items()},
     "notebook": "07_baselines",
     "dataset": dataset,
     "preset": cfg.name,
