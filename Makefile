@@ -42,6 +42,7 @@ demo: setup
 	$(PY) -m mmgap.run_notebooks --preset $(PRESET) --out outputs
 
 test: setup
+	$(PY) -m ruff check .
 	$(PY) -m pytest
 
 # JupyterLab on working copies in work/ (git-ignored): a student's runs and edits never touch notebooks/.

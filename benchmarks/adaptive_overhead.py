@@ -41,9 +41,9 @@ from mmgap.data import FeatureCache, embedded_protocol, prepare
 from mmgap.data.features import feature_shape
 from mmgap.gap import compute_gap, zscore
 from mmgap.losses import AdaptiveLossConfig
+from mmgap.method import AdaptiveStrategy, WarmupStrategy
 from mmgap.mixture import AmbiguousBalancedWarning, bic_single, fit_mixture
 from mmgap.paths import runs_root
-from mmgap.method import AdaptiveStrategy, WarmupStrategy
 from mmgap.trainer import Trainer, resolve_device
 
 TARGET = 0.10

@@ -36,7 +36,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--preset", default="demo", choices=["smoke", "demo", "paper"])
     ap.add_argument("--only", default=None, help="notebook numbers or names, comma-separated (e.g. 02,04)")
     ap.add_argument("--notebooks", default=None, help="folder of the notebooks (default: notebooks/)")
-    ap.add_argument("--out", default=None, help="folder for the executed notebooks (default: outputs/walltime_<preset>)")
+    ap.add_argument("--out", default=None,
+                    help="folder for the executed notebooks (default: outputs/walltime_<preset>)")
     ap.add_argument("--json", default=None, help="results file (default: <runs>/benchmarks/demo_walltime.json)")
     ap.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"), default=[],
                     help="extra notebook parameter, e.g. -p seed 1 (value parsed as JSON when it parses)")
@@ -78,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         data = json.loads(path.read_text())
         if "notebooks" not in data:
-            print(f"{path} has no 'notebooks' entry: expected the walltimes.json of mmgap.run_notebooks", file=sys.stderr)
+            print(f"{path} has no 'notebooks' entry: expected the walltimes.json of mmgap.run_notebooks",
+                  file=sys.stderr)
             return 2
         print_table(data.get("preset", "?"), data["notebooks"])
         return 0

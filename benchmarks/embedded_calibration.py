@@ -41,8 +41,8 @@ from mmgap.baselines import get as get_baseline
 from mmgap.config import get_preset
 from mmgap.data import prepare
 from mmgap.gap import compute_gap
-from mmgap.mixture import AmbiguousBalancedWarning
 from mmgap.method import WarmupStrategy, fit_gaps
+from mmgap.mixture import AmbiguousBalancedWarning
 from mmgap.trainer import Trainer, train_baseline
 
 CHANCE = 0.10

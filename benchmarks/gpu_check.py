@@ -34,8 +34,9 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -125,7 +126,8 @@ def memory(device: torch.device, epoch_res: dict | None, quick: bool) -> list[Ro
         ok = peak <= plan["total"] * 1.1
         rows.append(("memory: resident vs plan", "ok" if ok else "OVER PLAN",
                      f"peak allocated {peak:.2f} GiB vs plan {plan['total']:.2f} GiB (data {plan['data']:.2f}, model "
-                     f"{plan['model']:.2f}, activations {plan['activations']:.2f}); data on {epoch_res['data_device']}"))
+                     f"{plan['model']:.2f}, activations {plan['activations']:.2f}); "
+                     f"data on {epoch_res['data_device']}"))
     else:
         rows.append(("memory: resident vs plan", "skipped", "needs CUDA (torch.cuda.max_memory_allocated)"))
     names = ["CREMA-D"] if quick else list(memory_plan.DATASETS)
@@ -149,7 +151,7 @@ def probe_surgery(strategy: Any) -> dict[str, int]:
         before = [p.grad.clone() for p in params]
         original(trainer, epoch)
         counts["steps"] += 1
-        counts["changed"] += int(any(not torch.equal(b, p.grad) for b, p in zip(before, params)))
+        counts["changed"] += int(any(not torch.equal(b, p.grad) for b, p in zip(before, params, strict=True)))
 
     strategy.after_backward = probed
     return counts

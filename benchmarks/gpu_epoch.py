@@ -42,9 +42,9 @@ from mmgap.config import get_preset
 from mmgap.data.cache import FeatureCache
 from mmgap.data.features import feature_shape
 from mmgap.data.protocols import CREMA_D
-from mmgap.paths import runs_root
 from mmgap.losses import AdaptiveLossConfig
 from mmgap.method import AdaptiveStrategy, WarmupStrategy
+from mmgap.paths import runs_root
 from mmgap.trainer import Trainer, resolve_device
 
 CREMA_D_CLIPS = 6028
@@ -160,7 +160,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     cache = random_cache(n_clips, frame_size, audio_shape, args.seed, n_eval)
-    print(f"random CREMA-D-shaped cache: {n_clips} training + {n_eval[0]} val + {n_eval[1]} test clips, frames {cache.frames.shape[1:]}, audio "
+    print(f"random CREMA-D-shaped cache: {n_clips} training + {n_eval[0]} val + {n_eval[1]} test clips, "
+          f"frames {cache.frames.shape[1:]}, audio "
           f"{cache.audio.shape[1:]}, {(cache.frames.nbytes + cache.audio.nbytes) / 2**30:.2f} GiB, built in "
           f"{time.perf_counter() - t0:.1f} s", flush=True)
 

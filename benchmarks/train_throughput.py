@@ -49,8 +49,8 @@ from mmgap.config import Preset, get_preset
 from mmgap.data.cache import FeatureCache
 from mmgap.data.features import audio_features, feature_shape
 from mmgap.data.protocols import CREMA_D, Protocol, embedded_protocol
-from mmgap.paths import runs_root
 from mmgap.method import WarmupStrategy
+from mmgap.paths import runs_root
 from mmgap.trainer import Trainer, resolve_device
 
 Batch = dict[str, torch.Tensor]
@@ -279,7 +279,7 @@ def time_batches(batches: Iterator[Batch], consume: Callable[[Batch], Any], warm
     return {"samples_per_s": n / dt, "seconds": dt, "batches": timed, "samples": n}
 
 
-def compare(m: "Measurement", setup: Setup, clips: ClipSet, args: argparse.Namespace, device: torch.device,
+def compare(m: Measurement, setup: Setup, clips: ClipSet, args: argparse.Namespace, device: torch.device,
             warmup: int, timed: int, repeats: int, tmp: Path) -> dict[str, Any]:
     """Both pipelines on the same clips in alternating rounds (reference first); the best round of each."""
     rounds: dict[str, list[dict[str, float]]] = {"reference": [], "mmgap": []}
@@ -392,7 +392,8 @@ def print_table(results: dict[str, Any]) -> None:
     print("\n" + head + "\n" + "-" * (len(head) + 24))
     for key, r in results["parts"].items():
         m = MEASUREMENTS[key]
-        print(f"{m.label:29s} {m.shapes:6s} {r['reference']['samples_per_s']:10.1f} {r['mmgap']['samples_per_s']:10.1f} "
+        print(f"{m.label:29s} {m.shapes:6s} {r['reference']['samples_per_s']:10.1f} "
+              f"{r['mmgap']['samples_per_s']:10.1f} "
               f"{r['ratio']:7.2f}x  {m.target}")
     print(f"(samples per second on {results['machine']['device']}; reference = per-item JPEG decode + "
           f"torchvision transforms + on-the-fly features + DataLoader with {results['args']['workers']} workers)")
@@ -422,7 +423,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 t0 = time.perf_counter()
                 written[m.shapes] = write_clips(tmp / m.shapes, setup, args.seed)
                 v, src = setup.protocol.visual, setup.describe()["source_frame_size"]
-                print(f"wrote {setup.n_clips} {m.shapes}-shaped clips ({v.frames_per_clip} frames of {src[0]} x {src[1]} "
+                print(f"wrote {setup.n_clips} {m.shapes}-shaped clips "
+                      f"({v.frames_per_clip} frames of {src[0]} x {src[1]} "
                       f"as JPEG, cached at {v.frame_size} px, + a WAV each) in {time.perf_counter() - t0:.1f} s",
                       flush=True)
             print(f"{m.label} at the {m.shapes} shapes:", flush=True)

@@ -16,9 +16,10 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import platform
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any, Iterable
+from typing import Any
 
 import pandas as pd
 import torch
@@ -159,7 +160,7 @@ class ProtocolCard:
                 "entries": {k: dataclasses.asdict(e) for k, e in self.entries}}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ProtocolCard":
+    def from_dict(cls, d: dict[str, Any]) -> ProtocolCard:
         """The card that `to_dict` wrote."""
         return cls(preset=d["preset"], dataset=d["dataset"], method=d["method"],
                    entries=tuple((k, Entry(**e)) for k, e in d["entries"].items()))
@@ -363,7 +364,7 @@ def cards_markdown(cards: Iterable[ProtocolCard], software: bool = False) -> str
     rows = []
     for k in names:
         row = {"field": k}
-        for col, card in zip(cols, cards):
+        for col, card in zip(cols, cards, strict=True):
             try:
                 entry = card[k]
                 row[col] = f"{_show(entry.value)} ({KIND_LABELS[entry.kind]})"

@@ -69,8 +69,9 @@ class TrainConfig:
     finetune_epochs: int = 10      # data purification fine-tuning (Table VII)
     refit_every: int = 1           # refit the mixture every K adaptive epochs
     gap_source: str = "eval"       # refit on an eval-mode pass over the training set ("eval": our reading of
-                                   # the paper's aggregation over all training samples, about 1/3 of an epoch) or, a cheaper approximation, on the gaps
-                                   # recorded in the previous epoch's training steps ("train", free)
+                                   # the paper's aggregation over all training samples, about 1/3 of an epoch) or, a
+                                   # cheaper approximation, on the gaps recorded in the previous epoch's training steps
+                                   # ("train", free)
     posterior: str = "eq9"         # "eq9": Eq. 9 as printed | "monotone": w1 held at its max beyond μ1
     rho: float = 0.95              # annealing λ_t = ρ^epoch, ρ in (0, 1]
     # α, β, γ: the paper gives no values; these are this project's choice (documented in notebook 04).
@@ -96,7 +97,7 @@ class Preset:
     train: TrainConfig = field(default_factory=TrainConfig)
     seeds: tuple[int, ...] = (0, 1, 2)
 
-    def with_overrides(self, **overrides: Any) -> "Preset":
+    def with_overrides(self, **overrides: Any) -> Preset:
         """A copy with fields of any section replaced by name (``rho=0.9``, ``width=16``), validated."""
         sections = {"embedded": self.embedded, "model": self.model, "train": self.train}
         changes: dict[str, dict[str, Any]] = {k: {} for k in sections}

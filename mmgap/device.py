@@ -20,8 +20,9 @@ import gc
 import math
 import os
 import random
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -251,7 +252,8 @@ def resident_bytes(tensors: Iterable[Any]) -> int:
     """Bytes of the distinct tensors among `tensors` and the tensor attributes of objects (e.g. batchers)."""
     seen: dict[int, int] = {}
     for obj in tensors:
-        items = [obj] if isinstance(obj, torch.Tensor) else [v for v in vars(obj).values() if isinstance(v, torch.Tensor)]
+        items = ([obj] if isinstance(obj, torch.Tensor)
+                 else [v for v in vars(obj).values() if isinstance(v, torch.Tensor)])
         for t in items:
             seen.setdefault(id(t), t.numel() * t.element_size())
     return int(sum(seen.values()))

@@ -5,7 +5,8 @@ tracked notebooks or their reviewed sources.
     python -m mmgap.lab --course   # the tracked notebooks/ themselves, paired with notebooks/src (course authors)
 
 A copy is made once (its ``language_info`` stamped with this Python's version, as the kernel fills it in, so
-opening it does not mark it modified); later runs leave it alone unless the course's notebook changed since: then a copy whose
+opening it does not mark it modified); later runs leave it alone unless the course's notebook changed since: then a copy
+whose
 cells the student has not edited is replaced by the new one (its outputs go; run it again), and an edited copy
 is kept, with a note saying how to get the new one. JupyterLab listens on 127.0.0.1 only, adds
 ``--allow-root`` when run as root, and starts its Python kernels with `mmgap.hints` (a cell run too early

@@ -63,14 +63,14 @@ class AdaptiveLossConfig:
             raise ValueError(f"dominant={self.dominant!r} must be one of {(*DOMINANT_CHOICES, 'auto')}")
 
     @classmethod
-    def from_train_config(cls, train: "TrainConfig", dominant: str | None = None) -> "AdaptiveLossConfig":
+    def from_train_config(cls, train: TrainConfig, dominant: str | None = None) -> AdaptiveLossConfig:
         """The loss settings of a TrainConfig; `dominant` overrides ``train.dominant``."""
         return cls(
             alpha=train.alpha, beta=train.beta, gamma=train.gamma, rho=train.rho, gap=train.gap,
             dominant=dominant if dominant is not None else train.dominant,
         )
 
-    def ablation(self, name: str) -> "AdaptiveLossConfig":
+    def ablation(self, name: str) -> AdaptiveLossConfig:
         """A copy with one Table III row applied (one of `ABLATIONS`)."""
         changes = {
             "full": {},

@@ -70,7 +70,8 @@ def fit_gaps(
     fit = fit_mixture(g_hat, family, seed=seed, zero_at=float(zscore_point(0.0, mean, std)))
     w0, w1 = fit.posterior(g_hat, tail=posterior)
     bic1 = bic_single(g_hat, family, seed=seed)
-    counts, _ = np.histogram(np.clip(g_hat.detach().cpu().numpy(), GAP_HIST_EDGES[0], GAP_HIST_EDGES[-1]), bins=GAP_HIST_EDGES)
+    clipped = np.clip(g_hat.detach().cpu().numpy(), GAP_HIST_EDGES[0], GAP_HIST_EDGES[-1])
+    counts, _ = np.histogram(clipped, bins=GAP_HIST_EDGES)
     w1_np = np.asarray(w1, dtype=np.float64)
     info: dict[str, Any] = {
         "mixture": fit.to_dict(),
@@ -124,7 +125,8 @@ class WarmupStrategy(Strategy):
 
     name = "warmup"
 
-    def training_step(self, trainer: TrainerView, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def training_step(self, trainer: TrainerView, batch: Batch,
+                      epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Eq. (10) on one batch; parts: fusion, uni_a, uni_v (detached, on the device)."""
         return warmup_loss(trainer.forward(batch), batch["label"])
 
@@ -228,7 +230,8 @@ class AdaptiveStrategy(Strategy):
         if self.refitted:
             self.refit(trainer, epoch)
 
-    def training_step(self, trainer: TrainerView, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def training_step(self, trainer: TrainerView, batch: Batch,
+                      epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Eq. (11) on one batch with the batch's w0, w1 gathered by cache row; λ_t = ρ^epoch."""
         assert self.w0 is not None and self.w1 is not None
         out = trainer.forward(batch)
@@ -411,7 +414,8 @@ def finetune(
         all_t, kept_t = np.asarray(tiers)[train_rows], np.asarray(tiers)[subset]
         kept = {f"kept_{t}": float((kept_t == t).sum() / (all_t == t).sum()) if np.any(all_t == t) else float("nan")
                 for t in TIERS}
-    return {**best_summary(res), **kept, "tau": tau, "subset_size": int(subset.size), "train_size": int(train_rows.size),
+    return {**best_summary(res), **kept, "tau": tau, "subset_size": int(subset.size),
+            "train_size": int(train_rows.size),
             "mixture": sel.info.get("mixture"), "history": tr.history, "run_dir": str(tr.run_dir), "seed": seed}
 
 

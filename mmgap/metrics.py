@@ -119,7 +119,7 @@ class MeanAccumulator:
         keys = list(self._sums)
         device = self._sums[keys[0]].device
         stacked = torch.stack([self._sums[k].to(device) for k in keys]).cpu() / self._count
-        return dict(zip(keys, stacked.tolist()))
+        return dict(zip(keys, stacked.tolist(), strict=True))
 
 
 def accuracy_by_group(logits: Any, y: Any, groups: Any, names: Any = None) -> dict[str, float]:

@@ -169,7 +169,8 @@ class MixtureFit:
     Components are sorted by location. ``scales`` are standard deviations for ``"gmm"`` and the scale
     parameters of the Student-t / Laplace for ``"smm"`` / ``"lmm"``; ``dof`` is set for ``"smm"`` only.
     ``balanced`` is the index of the balanced component (the mean nearest ``zero_at``, where a raw gap of 0
-    lies in z-score units, or the smaller mean without it; see the module docstring for the tie rule), ``loglik`` the total log-likelihood, ``bic = -2 loglik + p log n``. ``loglik_trace`` is the
+    lies in z-score units, or the smaller mean without it; see the module docstring for the tie rule), ``loglik`` the
+    total log-likelihood, ``bic = -2 loglik + p log n``. ``loglik_trace`` is the
     total log-likelihood before each EM step and at the end (``loglik_trace[-1] == loglik``); for ``"gmm"`` it
     comes from scikit-learn's ``lower_bounds_`` (scikit-learn >= 1.7; otherwise only the final value).
     """
@@ -352,7 +353,7 @@ class MixtureFit:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "MixtureFit":
+    def from_dict(cls, d: dict[str, Any]) -> MixtureFit:
         """Rebuild a fit from `to_dict()` output (e.g. a history row or metrics.json)."""
         required = ("family", "weights", "means", "scales", "loglik", "bic", "n", "balanced")
         missing = [k for k in required if k not in d]

@@ -117,8 +117,10 @@ class VisualEncoder(nn.Module):
         self.trunk = resnet18_encoder(3, width)
         self.out_dim = 8 * width
         # not persistent: constants, kept out of checkpoints
-        self.register_buffer("pixel_scale", 1.0 / (255.0 * torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)), persistent=False)
-        self.register_buffer("pixel_shift", (torch.tensor(IMAGENET_MEAN) / torch.tensor(IMAGENET_STD)).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_scale", 1.0 / (255.0 * torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)),
+                             persistent=False)
+        self.register_buffer("pixel_shift", (torch.tensor(IMAGENET_MEAN) / torch.tensor(IMAGENET_STD)).view(1, 3, 1, 1),
+                             persistent=False)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         """Visual features φ^v [B, 8w]."""

@@ -17,9 +17,9 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.ticker import MaxNLocator
 import pandas as pd
 import seaborn as sns
+from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
 from mmgap import atomic
@@ -259,7 +259,7 @@ def plot_posteriors(
         if truth.all() or not truth.any():
             ax.text(0.5, 0.5, "ROC undefined: all flags equal", ha="center", va="center")
         else:
-            for (name, score), colour in zip(curves.items(), ("C3", "k")):
+            for (name, score), colour in zip(curves.items(), ("C3", "k"), strict=False):
                 fpr, tpr, _ = roc_curve(truth, score)
                 ax.plot(fpr, tpr, color=colour, label=f"w₁ ({name}), AUROC = {roc_auc_score(truth, score):.3f}")
             ax.plot([0, 1], [0, 1], ls=":", color="0.5", label="chance")
@@ -323,7 +323,7 @@ def plot_tsne(
     idx = np.sort(rng.choice(n, size=min(max_points, n), replace=False))
     fig, axes = plt.subplots(1, len(features), figsize=(4.4 * len(features), 4.2), squeeze=False)
     palette = sns.color_palette("tab10" if labels.max() < 10 else "husl", int(labels.max()) + 1)
-    for ax, (name, f) in zip(axes[0], features.items()):
+    for ax, (name, f) in zip(axes[0], features.items(), strict=True):
         emb = tsne_embed(np.asarray(f)[idx], seed=seed)
         for c in np.unique(labels[idx]):
             m = labels[idx] == c
@@ -359,7 +359,8 @@ def plot_gap_evolution(
     """Fig. 5: gap distribution per adaptive epoch (colour = epoch) and the mixture's π, μ across epochs.
 
     ``gaps`` maps e -> raw gaps of the training set after e adaptive epochs (or a stored histogram);
-    ``mixtures`` maps e -> the fit on those gaps (the one used to train epoch e+1). The paper expects the imbalanced weight π₁ to shrink and μ₁ to
+    ``mixtures`` maps e -> the fit on those gaps (the one used to train epoch e+1). The paper expects the imbalanced
+    weight π₁ to shrink and μ₁ to
     move towards zero.
     """
     if not gaps:
@@ -392,8 +393,10 @@ def plot_gap_evolution(
         imb = [1 - p["balanced"] for p in params]
         bal = [p["balanced"] for p in params]
         ax = axes[0, 1]
-        ax.plot(m_epochs, [p["weights"][k] for p, k in zip(params, bal)], "o-", color="C0", label="π₀ balanced")
-        ax.plot(m_epochs, [p["weights"][k] for p, k in zip(params, imb)], "s--", color="C3", label="π₁ imbalanced")
+        ax.plot(m_epochs, [p["weights"][k] for p, k in zip(params, bal, strict=True)], "o-", color="C0",
+                label="π₀ balanced")
+        ax.plot(m_epochs, [p["weights"][k] for p, k in zip(params, imb, strict=True)], "s--", color="C3",
+                label="π₁ imbalanced")
         ax.set_xlabel("adaptive epochs completed")
         _integer_epochs(ax)
         ax.set_ylabel("mixture weight (fraction)")
@@ -401,8 +404,10 @@ def plot_gap_evolution(
         ax.legend(fontsize=8)
         ax.set_title("Component weights")
         ax = axes[0, 2]
-        ax.plot(m_epochs, [p["means"][k] for p, k in zip(params, bal)], "o-", color="C0", label="μ₀ balanced")
-        ax.plot(m_epochs, [p["means"][k] for p, k in zip(params, imb)], "s--", color="C3", label="μ₁ imbalanced")
+        ax.plot(m_epochs, [p["means"][k] for p, k in zip(params, bal, strict=True)], "o-", color="C0",
+                label="μ₀ balanced")
+        ax.plot(m_epochs, [p["means"][k] for p, k in zip(params, imb, strict=True)], "s--", color="C3",
+                label="μ₁ imbalanced")
         ax.axhline(0.0, color="0.5", lw=0.8, ls=":")
         ax.set_xlabel("adaptive epochs completed")
         _integer_epochs(ax)
@@ -497,7 +502,7 @@ def plot_arm_comparison(
     warm = history_frame(warmup)
     n = len(warm)
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.5), squeeze=False, sharey=True)
-    for ax, (name, key) in zip(axes[0], panels.items()):
+    for ax, (name, key) in zip(axes[0], panels.items(), strict=True):
         if key not in warm.columns:
             raise KeyError(f"history has no {key!r} column (panel {name!r})")
         ax.plot(np.arange(1, n + 1), _as_percent(warm[key]), color="0.5", marker="o", ms=2, label="warm-up")

@@ -94,7 +94,7 @@ def summarize(
     out: list[dict[str, Any]] = []
     for key, part in (grouped if grouped is not None else [((), df)]):
         key = key if isinstance(key, tuple) else (key,)
-        row: dict[str, Any] = dict(zip(group_cols, key))
+        row: dict[str, Any] = dict(zip(group_cols, key, strict=True))
         for col in value_cols:
             col_values = part[col].dropna()
             row[f"{col}_mean"] = float(col_values.mean()) if len(col_values) else float("nan")
@@ -129,7 +129,7 @@ def mean_std_table(
     for col in value_cols:
         table[col] = [
             format_mean_std(m * scale, s * scale, decimals)
-            for m, s in zip(stats[f"{col}_mean"], stats[f"{col}_std"])
+            for m, s in zip(stats[f"{col}_mean"], stats[f"{col}_std"], strict=True)
         ]
     table["n"] = stats["n"]
     return table

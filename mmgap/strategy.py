@@ -12,8 +12,9 @@ importing it, so the trainer can import this module and nothing imports back.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -60,7 +61,8 @@ class Strategy:
     def on_epoch_start(self, trainer: TrainerView, epoch: int) -> None:
         """Per-epoch work before the first batch (mixture refit, prototypes, modulation windows)."""
 
-    def training_step(self, trainer: TrainerView, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def training_step(self, trainer: TrainerView, batch: Batch,
+                      epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The scalar loss of one batch and detached per-branch terms to log (kept on the device)."""
         raise NotImplementedError
 

@@ -23,8 +23,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,14 +34,25 @@ import torch.nn.functional as F
 from mmgap.checkpoint import from_json, load_safe, plain, save_atomic, to_json
 from mmgap.config import Preset, lr_at
 from mmgap.data.manifest import TIERS
-from mmgap.device import (OnDevice, autocast, choose_data_path, choose_precision, deterministic, float_output,
-                          num_classes_of, plan_memory, pooled_batcher, release_device_memory, resolve_device,
-                          rows_key, seed_everything)
+from mmgap.device import (
+    OnDevice,
+    autocast,
+    choose_data_path,
+    choose_precision,
+    deterministic,
+    float_output,
+    num_classes_of,
+    plan_memory,
+    pooled_batcher,
+    release_device_memory,
+    resolve_device,
+    rows_key,
+    seed_everything,
+)
 from mmgap.metrics import MeanAccumulator, accuracy_by_group, evaluate_logits
 from mmgap.models import ModelOutput, build_model
 from mmgap.progress import progress as progress_bar
 from mmgap.strategy import Batch, Strategy
-
 
 SPLITS = ("train", "val", "test")
 EVAL_BATCH_FACTOR = 4
@@ -60,7 +72,7 @@ class TrainingInterrupted(RuntimeError):
 def _scoped(method: Any) -> Any:
     """Run a Trainer method with its own kernel determinism (CPU: deterministic), the caller's restored after."""
     @functools.wraps(method)
-    def wrapper(self: "Trainer", *args: Any, **kwargs: Any) -> Any:
+    def wrapper(self: Trainer, *args: Any, **kwargs: Any) -> Any:
         with deterministic(self.deterministic):
             return method(self, *args, **kwargs)
     return wrapper

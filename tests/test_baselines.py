@@ -148,7 +148,8 @@ def test_ogm_scales_only_conv_weight_gradients_of_the_dominant_encoder():
     k_a, k_v = parts["coeff_a"].item(), parts["coeff_v"].item()
     assert min(k_a, k_v) < 1.0 and max(k_a, k_v) == 1.0  # exactly one side is modulated
     for name, k in (("audio_encoder", k_a), ("visual_encoder", k_v)):
-        for (pname, p), p0 in zip(getattr(tr.model, name).named_parameters(), getattr(ref, name).parameters()):
+        for (pname, p), p0 in zip(getattr(tr.model, name).named_parameters(), getattr(ref, name).parameters(),
+                                  strict=True):
             scale = k if p.dim() == 4 else 1.0  # conv weights only; BatchNorm and biases untouched
             torch.testing.assert_close(p.grad, p0.grad * scale, rtol=1e-5, atol=1e-6, msg=pname)
     torch.testing.assert_close(tr.model.head.weight.grad, ref.head.weight.grad)  # the head is untouched
@@ -161,7 +162,7 @@ def test_ogm_scales_only_conv_weight_gradients_of_the_dominant_encoder():
     loss.backward()
     before = encoder_grads(tr.model, "audio_encoder")
     strat2.after_backward(tr, epoch=1)
-    assert all(torch.equal(a, b) for a, b in zip(before, encoder_grads(tr.model, "audio_encoder")))
+    assert all(torch.equal(a, b) for a, b in zip(before, encoder_grads(tr.model, "audio_encoder"), strict=True))
 
 
 def test_ge_noise_has_the_gradients_own_std_on_conv_weights_only():
@@ -291,7 +292,8 @@ def test_pmr_epoch_start_builds_prototypes_with_the_authors_ema():
     late.proto_a, late.proto_v = strat.proto_a, strat.proto_v
     loss, parts = late.training_step(tr, tr._batches[0], 2)
     out = tr.forward(tr._batches[0])
-    assert loss.item() == pytest.approx(nn.functional.cross_entropy(out.fused, tr._batches[0]["label"]).item(), rel=1e-5)
+    expected = nn.functional.cross_entropy(out.fused, tr._batches[0]["label"]).item()
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
     assert parts["beta_a"].item() == parts["beta_v"].item() == 0.0
 
 
@@ -367,7 +369,7 @@ def test_agm_speeds_up_the_lagging_branch_at_the_demo_learning_rate():
     k_a, k_v = parts["coeff_a"].item(), parts["coeff_v"].item()
     assert k_v == SPEEDUP_CAP and k_a < 1.0  # lagging visual sped up (bounded), leading audio slowed
     for name, k in (("audio_encoder", k_a), ("visual_encoder", k_v)):
-        for g, g0 in zip(encoder_grads(tr.model, name), encoder_grads(ref, name)):
+        for g, g0 in zip(encoder_grads(tr.model, name), encoder_grads(ref, name), strict=True):
             torch.testing.assert_close(g, g0 * k, rtol=1e-4, atol=1e-4 * (g0 * k).abs().max().item())
     torch.testing.assert_close(tr.model.head.weight.grad, ref.head.weight.grad)
     assert strat.iteration == 6  # running averages advanced
@@ -400,7 +402,8 @@ def test_owm_projection_hand_values_and_orthogonality():
 def test_entropy_weights_hand_values():
     w_a, w_v = entropy_weights(torch.tensor([[0.0, 0.0]]), torch.tensor([[LN3, 0.0]]))
     # e_a = ln 2, e_v = 0.5623351; w_a = e^{-e_a} / (e^{-e_a} + e^{-e_v}).
-    assert w_a.item() == pytest.approx(0.4673435453, rel=1e-6) and w_v.item() == pytest.approx(1 - 0.4673435453, rel=1e-6)
+    assert w_a.item() == pytest.approx(0.4673435453, rel=1e-6)
+    assert w_v.item() == pytest.approx(1 - 0.4673435453, rel=1e-6)
     head = SharedHead(2, 2)
     fused, l_a, l_v = head(torch.randn(5, 2), torch.randn(5, 2))
     w_a, w_v = entropy_weights(l_a, l_v)
@@ -420,7 +423,7 @@ def test_mla_updates_both_encoders_on_every_batch():
         return [p.detach().clone() for p in module.parameters()]
 
     def changed(before, module):
-        return any(not torch.equal(a, b) for a, b in zip(before, module.parameters()))
+        return any(not torch.equal(a, b) for a, b in zip(before, module.parameters(), strict=True))
 
     m = tr.model
     for k, batch in enumerate(tr._batches):
@@ -514,7 +517,8 @@ def test_dr_purity_and_reinit(monkeypatch):
 
     monkeypatch.setattr(dr, "KMeans", spy)
     assert kmeans_purity(x, np.repeat([0, 1], 20), 2) == pytest.approx(1.0)
-    assert seen == {"n_clusters": 2, "random_state": 0, "n_init": 1}  # the authors' KMeans(k, random_state=0), sklearn >= 1.4
+    # the authors' KMeans(k, random_state=0), sklearn >= 1.4
+    assert seen == {"n_clusters": 2, "random_state": 0, "n_init": 1}
     assert reinit_strength(0.9, 0.6, lam=3.0) == pytest.approx(0.7162978702)
     assert reinit_strength(0.6, 0.9, lam=3.0) == pytest.approx(0.7162978702)  # |gap|
     lin = nn.Linear(2, 2)
@@ -702,7 +706,7 @@ def test_unimodal_runs_one_encoder_and_has_no_number_for_the_other():
         calls = {"audio": 0, "visual": 0}
         for m in calls:
             getattr(tr.model, f"{m}_encoder").register_forward_hook(
-                lambda *_, m=m: calls.__setitem__(m, calls[m] + 1))
+                lambda *_, m=m, calls=calls: calls.__setitem__(m, calls[m] + 1))
         batch = tr._batches[0]
         loss, parts = strat.training_step(tr, batch, 0)
         loss.backward()

@@ -112,12 +112,13 @@ def test_train_throughput_quick(tmp_path):
     proc = _run("train_throughput", "--quick", "--workers", "1", runs_dir=tmp_path)
     res = json.loads((tmp_path / "benchmarks" / "train_throughput.json").read_text())
     assert list(res["parts"]) == ["1", "1b", "2", "3"]
-    for key, part in res["parts"].items():
+    for part in res["parts"].values():
         for side in ("reference", "mmgap"):
             assert part[side]["samples_per_s"] > 0 and part[side]["samples"] > 0
         assert part["ratio"] == pytest.approx(part["mmgap"]["samples_per_s"] / part["reference"]["samples_per_s"])
     assert res["parts"]["1"]["whole_step"] is False and res["parts"]["2"]["whole_step"] is True
-    assert res["parts"]["1"]["reference_frames"] == "frames" and res["parts"]["1b"]["reference_frames"] == "frames_stored"
+    assert res["parts"]["1"]["reference_frames"] == "frames"
+    assert res["parts"]["1b"]["reference_frames"] == "frames_stored"
     assert res["parts"]["2"]["shapes"]["name"] == "demo" and res["parts"]["3"]["shapes"]["name"] == "paper"
     assert "(1) data path alone" in proc.stdout and "ratio" in proc.stdout
 

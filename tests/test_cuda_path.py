@@ -244,7 +244,8 @@ class _DeviceTensor(torch.Tensor):
 def test_gap_fits_and_group_accuracy_accept_device_tensors(cache):
     rng = np.random.default_rng(0)
     rows = torch.as_tensor(cache.indices("train"))
-    g = torch.as_tensor(np.concatenate([rng.normal(0, 1, len(rows) // 2), rng.normal(4, 1, len(rows) - len(rows) // 2)]))
+    half = len(rows) // 2
+    g = torch.as_tensor(np.concatenate([rng.normal(0, 1, half), rng.normal(4, 1, len(rows) - half)]))
     *_, w1, info = fit_gaps(g.as_subclass(_DeviceTensor), rows.as_subclass(_DeviceTensor), cache, seed=0)
     *_, w1_ref, _ = fit_gaps(g, rows, cache, seed=0)
     np.testing.assert_allclose(np.asarray(w1), np.asarray(w1_ref))

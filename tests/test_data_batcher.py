@@ -7,8 +7,15 @@ import pytest
 import torch
 
 from mmgap.data.cache import FeatureCache
-from mmgap.data.dataset import (AVDataset, TensorBatcher, _crop_gather, _crop_slices, crop_side, make_loader,
-                                transform_frames)
+from mmgap.data.dataset import (
+    AVDataset,
+    TensorBatcher,
+    _crop_gather,
+    _crop_slices,
+    crop_side,
+    make_loader,
+    transform_frames,
+)
 
 N, S, P = 10, 4, 24
 
@@ -84,10 +91,10 @@ def test_seed_epoch_determinism():
         b.set_epoch(epoch)
         return list(b)
     a, again, other_epoch, other_seed = run(0, 3), run(0, 3), run(0, 4), run(1, 3)
-    for x, y in zip(a, again):
+    for x, y in zip(a, again, strict=True):
         assert all(torch.equal(x[k], y[k]) for k in x)
-    assert not all(torch.equal(x["frames"], y["frames"]) for x, y in zip(a, other_epoch))
-    assert not all(torch.equal(x["index"], y["index"]) for x, y in zip(a, other_seed))
+    assert not all(torch.equal(x["frames"], y["frames"]) for x, y in zip(a, other_epoch, strict=True))
+    assert not all(torch.equal(x["index"], y["index"]) for x, y in zip(a, other_seed, strict=True))
 
 
 def test_indices_subset_and_validation():

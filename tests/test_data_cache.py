@@ -33,7 +33,8 @@ def manifest(tmp_path_factory):
         ("corrupt", str(write_corrupt(d / "corrupt.mp4")), ""),
         ("mute", str(write_video(d / "mute.mp4", frames_ramp(4), fps=2)), ""),
         ("silent", str(write_video(d / "silent.mp4", frames_ramp(4), fps=2, audio=np.zeros(8000), sr=8000)), ""),
-        ("wav", str(write_video(d / "wav.mp4", frames_ramp(4), fps=2)), str(write_wav(d / "w.wav", tone(500, 1, 8000), 8000))),
+        ("wav", str(write_video(d / "wav.mp4", frames_ramp(4), fps=2)),
+         str(write_wav(d / "w.wav", tone(500, 1, 8000), 8000))),
     ]
     good = open(rows[0].video, "rb").read()
     (d / "truncated.mp4").write_bytes(good[: len(good) // 2])
@@ -136,7 +137,8 @@ def test_from_arrays_and_indices():
     with pytest.raises(ValueError, match="split"):
         c.indices("dev")
     with pytest.raises(ValueError, match="labels"):
-        FeatureCache.from_arrays(np.zeros((2, 4, 5)), np.zeros((2, 1, 8, 8, 3)), np.array([0, 2]), np.zeros(2), ["x", "y"])
+        FeatureCache.from_arrays(np.zeros((2, 4, 5)), np.zeros((2, 1, 8, 8, 3)), np.array([0, 2]), np.zeros(2),
+                                 ["x", "y"])
 
 
 def test_load_cache_rejects_a_non_cache(tmp_path):

@@ -9,13 +9,13 @@ import struct
 import numpy as np
 import pytest
 
-from media_fixtures import (frames_ramp, tone, truncate, write_float_wav, write_lfs_pointer, write_video,
-                            write_wav)
+from media_fixtures import frames_ramp, tone, truncate, write_float_wav, write_lfs_pointer, write_video, write_wav
 from mmgap.data.decode import LFS_REASON, ClipError, check_audio, read_audio, read_frames
 
 
 def decoded_and_declared(reason: str) -> tuple[float, float]:
-    m = re.fullmatch(r"truncated file: the (?:video track|audio track|audio|file's longest track) decodes ([\d.]+) s of the ([\d.]+) s "
+    m = re.fullmatch(r"truncated file: the (?:video track|audio track|audio|file's longest track) "
+                     r"decodes ([\d.]+) s of the ([\d.]+) s "
                      r"its header declares; download or copy the file again", reason)
     assert m, reason
     return float(m.group(1)), float(m.group(2))

@@ -1,4 +1,5 @@
-"""The embedded generator: determinism, skip-when-identical, balanced labels, visual tiers, DTMF audio, held-out scans."""
+"""The embedded generator: determinism, skip-when-identical, balanced labels, visual tiers, DTMF audio,
+held-out scans."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import pytest
 
 from mmgap.config import EmbeddedConfig
 from mmgap.data import embedded
-from mmgap.data.decode import read_audio, read_frames
-from mmgap.data.manifest import DataError
+from mmgap.data.decode import read_audio
+from mmgap.data.manifest import TIERS, DataError
 
 CFG = EmbeddedConfig(n_clips=40, hard_frac=0.34, corrupt_frac=0.34, test_frac=0.2, frame_size=20,
                      frames_per_clip=2, sample_rate=8000, duration_s=1.0, fps=2)
@@ -78,7 +79,7 @@ def test_tiers_render_as_designed():
     design = replace(embedded.DEFAULT_DESIGN, corruptions=("absent", "foreign"), hard_distractors=2)
     plan = embedded._plan(cfg, 0, design)
     _, targets = embedded._digits()
-    by_tier = {t: [p for p in plan if p["visual_tier"] == t] for t in embedded.TIERS}
+    by_tier = {t: [p for p in plan if p["visual_tier"] == t] for t in TIERS}
     assert all(targets[p["scan"]] == p["digit"] for p in by_tier["clean"] + by_tier["hard"])
     assert all(len(p["distractors"]) == design.hard_distractors for p in by_tier["hard"])
     corrupt = by_tier["corrupt"]
@@ -109,7 +110,7 @@ def test_audio_does_not_depend_on_the_picture_design(tmp_path):
     a = embedded.generate_embedded(tmp_path / "a", small, seed=1, workers=0, progress=False)
     other = replace(embedded.DEFAULT_DESIGN, hard_contrast=(0.1, 0.2), hard_distractors=4)
     b = embedded.generate_embedded(tmp_path / "b", small, seed=1, workers=0, design=other, progress=False)
-    for ra, rb in zip(embedded.build_manifest(a).rows, embedded.build_manifest(b).rows):
+    for ra, rb in zip(embedded.build_manifest(a).rows, embedded.build_manifest(b).rows, strict=True):
         np.testing.assert_array_equal(read_audio(ra.video, 8000), read_audio(rb.video, 8000))
 
 

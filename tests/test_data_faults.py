@@ -6,10 +6,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from media_fixtures import (frames_ramp, tone, truncate, write_corrupt, write_float_wav, write_lfs_pointer,
-                            write_video, write_wav)
-from mmgap.data import AVE, DataError, FeatureCache, prepare
-from mmgap.data import ave, crema_d, generic, kinetics_sounds
+from media_fixtures import (
+    frames_ramp,
+    tone,
+    truncate,
+    write_corrupt,
+    write_float_wav,
+    write_lfs_pointer,
+    write_video,
+    write_wav,
+)
+from mmgap.data import AVE, DataError, FeatureCache, ave, crema_d, generic, kinetics_sounds, prepare
 from mmgap.data.decode import LFS_REASON
 from mmgap.data.manifest import NoUsableClips, read_exclusions
 from mmgap.data.protocols import VisualProtocol
@@ -367,7 +374,7 @@ def test_crema_d_actor_split_of_91_actors_is_near_9_to_1():
     splits = [crema_d._actor_split(stems, 0.1, 0.0, seed) for seed in range(3)]
     for split in splits:
         by_actor: dict[str, set[str]] = {}
-        for stem, s in zip(stems, split):
+        for stem, s in zip(stems, split, strict=True):
             by_actor.setdefault(crema_d.actor(stem), set()).add(s)
         assert all(len(s) == 1 for s in by_actor.values())  # no actor in two splits
         assert 0.08 <= split.count("test") / len(stems) <= 0.12  # 10 of 91 actors: about 9:1

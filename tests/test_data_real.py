@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from media_fixtures import frames_ramp, tone, write_corrupt, write_video, write_wav
-from mmgap.data import AVE, KINETICS_SOUNDS, DataError, prepare
-from mmgap.data import ave, crema_d, generic, kinetics_sounds
+from mmgap.data import AVE, KINETICS_SOUNDS, DataError, ave, crema_d, generic, kinetics_sounds, prepare
 from mmgap.data.protocols import VisualProtocol
 
 
@@ -99,7 +98,7 @@ def ave_root(tmp_path_factory):
     write_corrupt(root / "AVE" / "broken.mp4")
     write_video(root / "AVE" / "mute.mp4", frames_ramp(12, 16, 16), fps=2)
     lines["train"] += [f"{cats[0]}&broken&good&0&3", f"{cats[0]}&mute&good&0&3", f"{cats[0]}&gone&good&0&3",
-                       f"Kazoo&vid000&good&0&3", f"{cats[1]}&vid001&good&bad&3"]
+                       "Kazoo&vid000&good&0&3", f"{cats[1]}&vid001&good&bad&3"]
     lines["test"] += [f"{cats[0]}&vid000&good&2&5"]  # duplicate of a train clip
     header = "Category&VideoID&Quality&StartTime&EndTime"
     for split, name in ave.SPLIT_FILES.items():
@@ -139,11 +138,13 @@ def ks_root(tmp_path_factory):
         cid = f"yt{i:03d}_000001_000011"
         write_video(root / "videos" / f"{cid}.mp4", frames_ramp(6, 16, 16), fps=1, audio=tone(400, 2.0, 16000),
                     sr=16000)
-        (train if i < 4 else test).append(f"{cid},10,{i % 3}" if i < 4 else f"{cid},10,{kinetics_sounds.CLASS_NAMES[i % 3]}")
+        (train if i < 4 else test).append(f"{cid},10,{i % 3}" if i < 4
+                                          else f"{cid},10,{kinetics_sounds.CLASS_NAMES[i % 3]}")
     write_corrupt(root / "videos" / "bad_000001_000011.mp4")
     write_video(root / "videos" / "mute_000001_000011.mp4", frames_ramp(6, 16, 16), fps=1)
     write_video(root / "other" / "yt000_000001_000011.mp4", frames_ramp(6, 16, 16), fps=1)  # duplicate file
-    train += ["bad_000001_000011,10,1", "mute_000001_000011,10,1", "gone_000001_000011,10,1", "yt001_000001_000011,10,40"]
+    train += ["bad_000001_000011,10,1", "mute_000001_000011,10,1", "gone_000001_000011,10,1",
+              "yt001_000001_000011,10,40"]
     (root / "train.txt").write_text("\n".join(train) + "\n")
     (root / "test.txt").write_text("\n".join(test) + "\n")
     return root
@@ -165,7 +166,8 @@ def test_kinetics_sounds_manifest_and_cache(ks_root):
     # silence was padded: the normalised fbank of the padded tail is 0 -> (0 + 4.503877) / 10.282552
     assert abs(float(c.audio[0, 0, -1]) - 4.503877 / (2 * 5.141276)) < 1e-3
     r = reasons(c)
-    assert r["videos/bad_000001_000011"].startswith("undecodable") and r["videos/mute_000001_000011"] == "no audio track"
+    assert r["videos/bad_000001_000011"].startswith("undecodable")
+    assert r["videos/mute_000001_000011"] == "no audio track"
 
 
 # ---------------------------------------------------------------- generic CSV and errors

@@ -44,7 +44,8 @@ def test_control_setting_ignores_what_the_control_does_not_use():
     kl = ex.control_setting(ex.AdaptiveSetting(gap="kl", mixture="smm"))
     assert (kl.gap, kl.mixture) == ("kl", "smm") and kl != ex.control_setting(base)
     assert ex.control_setting(base).key == "control-sgd-reset-gmm-prob"
-    assert ex.control_setting(ex.AdaptiveSetting(optimizer="adam", reset_optimizer=False)).key == "control-adam-same-gmm-prob"
+    adam_same = ex.AdaptiveSetting(optimizer="adam", reset_optimizer=False)
+    assert ex.control_setting(adam_same).key == "control-adam-same-gmm-prob"
     # Eq. 11's weights and refit cadence do not reach the control's preset: 04 with -p gamma 0 reuses the control
     demo = get_preset("demo")
     same = [ex.setting_preset(p, ex.control_setting(base)).to_dict() for p in
@@ -79,7 +80,8 @@ def test_check_tables_accepts_a_comma_string():
 def test_check_seeds():
     assert ex.check_seeds(None, get_preset("demo")) == [0, 1, 2]
     assert ex.check_seeds(None, get_preset("demo"), first=5) == [5, 6, 7]
-    with pytest.raises(ConfigError, match=re.escape("seeds=3 is one number where a list is expected: pass seeds = [3]")):
+    with pytest.raises(ConfigError,
+                       match=re.escape("seeds=3 is one number where a list is expected: pass seeds = [3]")):
         ex.check_seeds(3, SMOKE)  # papermill -p seeds 3: refused, not run as seed 3 alone
     assert ex.check_seeds("[3]", SMOKE) == [3]
     for bad in ([], [0, 0], [-1], ["a"], [True]):
@@ -309,7 +311,8 @@ def _warning_job(cache, log, seed: int, warn: bool) -> dict:
     from mmgap import paths
 
     if warn:
-        warnings.warn(f"gmm mixture EM stopped at max_iter=200 (seed {seed}): raise max_iter or tol", UserWarning)
+        warnings.warn(f"gmm mixture EM stopped at max_iter=200 (seed {seed}): raise max_iter or tol", UserWarning,
+                      stacklevel=1)
     log(f"ran seed {seed}")
     return {"seed": seed, "run_dir": str(paths.runs_root() / "smoke" / "toy" / f"seed{seed}")}
 
@@ -441,8 +444,8 @@ def test_check_params_resolves_the_defaults_in_place():
 def test_a_parameter_papermill_injects_that_the_notebook_lacks_is_refused():
     # papermill runs its -p values as a cell headed "# Parameters"; IPython keeps its source in In
     ns = _params("04", rho=0.5) | {"In": ["", "# Parameters\nrhoo = 0.5\npreset = \"smoke\"\n", "cfg, dev = ..."]}
-    with pytest.raises(ConfigError, match=re.escape("unknown parameter(s) 'rhoo' (did you mean 'rho'?) for notebook 04: "
-                                                    "it takes dataset, data_dir, preset, seed")):
+    with pytest.raises(ConfigError, match=re.escape("unknown parameter(s) 'rhoo' (did you mean 'rho'?) "
+                                                    "for notebook 04: it takes dataset, data_dir, preset, seed")):
         ex.check_params(ns, notebook="04_adaptive")
     ns["In"][1] = "# Parameters\nrho = 0.5\n"
     assert ex.check_params(ns, notebook="04_adaptive").preset.train.rho == 0.5
@@ -450,7 +453,8 @@ def test_a_parameter_papermill_injects_that_the_notebook_lacks_is_refused():
 
 
 def test_taus_as_one_number_is_refused_with_the_list_form():
-    with pytest.raises(ConfigError, match=re.escape("pass taus = [0.9] in the parameters cell (papermill: -p taus '[0.9]')")):
+    with pytest.raises(ConfigError,
+                       match=re.escape("pass taus = [0.9] in the parameters cell (papermill: -p taus '[0.9]')")):
         ex.check_taus(0.9)
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from media_fixtures import frames_ramp, tone, write_video, write_wav
 
+from media_fixtures import frames_ramp, tone, write_video, write_wav
 from mmgap import atomic, paths
 from mmgap.checkpoint import CheckpointError, DamagedCheckpoint, digest_path, load_safe, save_atomic
 from mmgap.config import get_preset

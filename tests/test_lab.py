@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
-import warnings
 from pathlib import Path
 
 import nbformat
@@ -74,7 +72,8 @@ def test_the_course_notebooks_hint_at_their_own_cells():
 
 
 def test_warnings_show_no_machine_path():
-    line = hints.format_warning(UserWarning("EM stopped"), UserWarning, str(paths.REPO_ROOT / "mmgap" / "method.py"), 69)
+    line = hints.format_warning(UserWarning("EM stopped"), UserWarning,
+                                str(paths.REPO_ROOT / "mmgap" / "method.py"), 69)
     assert line == "mmgap/method.py:69: UserWarning: EM stopped\n"
     assert hints.format_warning("x", RuntimeWarning, "/tmp/ipykernel_4242/2391.py", 3).startswith("cell:3: ")
     site = "/opt/env/lib/python3.11/site-packages/sklearn/mixture/_base.py"
@@ -138,7 +137,8 @@ def test_the_lab_kernel_spec_loads_the_hints(tmp_path):
         try:
             errors = []
             kc.execute_interactive("print(dataset)", timeout=60,
-                                   output_hook=lambda m: errors.append(m["content"]) if m["msg_type"] == "error" else None)
+                                   output_hook=lambda m: (errors.append(m["content"])
+                                                          if m["msg_type"] == "error" else None))
         finally:
             kc.stop_channels()
             km.shutdown_kernel(now=True)

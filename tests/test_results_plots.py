@@ -281,7 +281,8 @@ def test_find_notebooks_order_and_filter(tmp_path: Path) -> None:
 def test_runner_reports_failures_and_walltimes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     nbs, out = tmp_path / "nbs", tmp_path / "out"
     nbs.mkdir()
-    _notebook(nbs / "01_ok.ipynb", 'import os\nopen("cwd.txt", "w").write(f"{preset} {seed} {os.environ[\'OMP_NUM_THREADS\']}")')
+    _notebook(nbs / "01_ok.ipynb",
+              'import os\nopen("cwd.txt", "w").write(f"{preset} {seed} {os.environ[\'OMP_NUM_THREADS\']}")')
     _notebook(nbs / "02_bad.ipynb", 'raise ValueError("broken on purpose")')
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("OMP_NUM_THREADS", raising=False)

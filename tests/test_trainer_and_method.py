@@ -4,7 +4,6 @@ checkpoints, bit-identical resume, optimizer reset, posteriors, selection."""
 from __future__ import annotations
 
 import sys
-
 from fractions import Fraction
 
 import numpy as np
@@ -265,7 +264,8 @@ def test_adaptive_posteriors_per_sample(cache, tmp_path, monkeypatch):
     assert ((w0 >= 0) & (w0 <= 1)).all() and w0[train_rows].std() > 0.01  # per sample, not one shared value
     assert torch.equal(w0[other], torch.ones(len(other))) and torch.equal(w1[other], torch.zeros(len(other)))
     assert len(seen) == len(batches_seen) == 3 * (len(train_rows) // 8)
-    for (bw0, bw1, mu, ep), (idx, w0_now, w1_now) in zip(seen, batches_seen):  # the batch's own rows' weights
+    # the batch's own rows' weights
+    for (bw0, bw1, _mu, _ep), (idx, w0_now, w1_now) in zip(seen, batches_seen, strict=True):
         assert torch.equal(bw0, w0_now[idx]) and torch.equal(bw1, w1_now[idx])
     assert sorted({s[3] for s in seen}) == [0, 1, 2]  # λ_t's epoch counts adaptive epochs from 0
     refits = [r["refitted"] for r in tr.history if r["stage"] == "adaptive"]
@@ -525,7 +525,8 @@ def test_lazy_test_evaluation_gives_the_same_selected_result(cache, tmp_path, mo
     assert calls == ["val", "test", "val", "test", "val", "val"]  # test only at epochs 0 and 1 (improvements)
     assert (lazy["best_epoch"], lazy["test_acc"]) == (full["best_epoch"], full["test_acc"]) == (1, 0.4)
     assert ["test_acc" in r for r in lazy["history"]] == [True, True, False, False]
-    assert_same_state(load_safe(tmp_path / "full" / "last.pt")["model"], load_safe(tmp_path / "lazy" / "last.pt")["model"])
+    assert_same_state(load_safe(tmp_path / "full" / "last.pt")["model"],
+                      load_safe(tmp_path / "lazy" / "last.pt")["model"])
 
 
 @pytest.mark.parametrize("keep_state", [False, True])

@@ -10,14 +10,15 @@ own method is two-stage (warm-up, then the adaptive loss) and is run by `mmgap.m
 single strategy: `TWO_STAGE` maps its Table II names to the gap kind (``"ours_prob"`` -> ``gap="prob"``,
 ``"ours_kl"`` -> ``gap="kl"``, the preset's ``train.gap``), and `get` refuses those names with a pointer there.
 
-Methods needing a different head (MMCosine, MLA, the unimodal ones) replace ``trainer.model.head`` in ``setup``; the trainer
-must call ``setup`` before it builds the optimizer (otherwise the new head is added to the optimizer as an
+Methods needing a different head (MMCosine, MLA, the unimodal ones) replace ``trainer.model.head`` in ``setup``; the
+trainer must call ``setup`` before it builds the optimizer (otherwise the new head is added to the optimizer as an
 extra parameter group).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from mmgap.baselines.agm import AGMStrategy
 from mmgap.baselines.concat import ConcatStrategy
@@ -50,7 +51,8 @@ NAMES: tuple[str, ...] = tuple(_REGISTRY)
 """Baseline names in Table II's order: the unimodal references, then the paper's rows (plus "opm", OPM alone)."""
 
 TWO_STAGE: dict[str, str] = {"ours_prob": "prob", "ours_kl": "kl"}
-"""The paper's method in Table II: name -> the gap it trains with (``preset.train.gap`` of mmgap.method.run_two_stage)."""
+"""The paper's method in Table II: name -> the gap it trains with (``preset.train.gap`` of
+mmgap.method.run_two_stage)."""
 
 LABELS: dict[str, str] = {
     "audio_only": "Audio only",

@@ -10,7 +10,8 @@ import contextlib
 import hashlib
 import math
 import warnings
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -71,7 +72,7 @@ def split_weight(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     return head.weight[:, :d_a], head.weight[:, d_a:]
 
 
-def to_device(batch: "Batch", device: torch.device | str) -> "Batch":
+def to_device(batch: Batch, device: torch.device | str) -> Batch:
     """The batch's tensors on ``device`` (a no-op when they already are)."""
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 

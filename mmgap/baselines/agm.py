@@ -18,7 +18,8 @@ k_m < 1 (slowed); the lagging one gets k_m > 1 (sped up), AGM's main lever. The 
 gradient of every parameter of each encoder after backward (the head is not scaled): the same as scaling
 the gradient flowing into φ^a and φ^v, since each encoder reaches the loss only through its features, but
 independent of dtype and device (tensor hooks on the features never fired under autocast, where the trainer
-returns float32 copies of them that the loss does not flow through). Safeguard: all gradients are clipped to total norm 5 when a gradient entry exceeds 5 in
+returns float32 copies of them that the loss does not flow through). Safeguard: all gradients are clipped to total norm
+5 when a gradient entry exceeds 5 in
 magnitude. Loss: CE on the fused logits (Eq. 1).
 
 Bounded speed-up (``max_coeff``): k grows exponentially when a modality does worse than its running average,
@@ -79,7 +80,6 @@ from mmgap.baselines._common import (
     window_epochs,
 )
 from mmgap.strategy import Batch, Strategy, TrainerView
-
 
 P_FLOOR = 1e-8
 EXPONENT_CAP = 10.0
@@ -180,7 +180,8 @@ class AGMStrategy(Strategy):
             z_v = encoder(model, "visual")(torch.zeros(frames.shape, device=frames.device))  # float 0 = the mean image
         return z_a, z_v
 
-    def training_step(self, trainer: TrainerView, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def training_step(self, trainer: TrainerView, batch: Batch,
+                      epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """CE(f); Shapley scores set k_a, k_v, applied to the encoders' gradients in after_backward."""
         assert self._sched is not None, "call setup(trainer) first"
         out = trainer.forward(batch)
@@ -208,7 +209,7 @@ class AGMStrategy(Strategy):
         """Each encoder's parameter gradients times its k_m (inside the window), then the safeguard: clip to
         total norm 5 when a gradient entry exceeds 5."""
         if self._coeffs is not None:
-            for modality, k in zip(("audio", "visual"), self._coeffs):
+            for modality, k in zip(("audio", "visual"), self._coeffs, strict=True):
                 g = grads(encoder(trainer.model, modality))
                 if g:
                     torch._foreach_mul_(g, k.to(g[0].dtype))

@@ -7,7 +7,6 @@ never trained on directly. No hyperparameters of its own; no deviation.
 
 from __future__ import annotations
 
-
 import torch
 
 from mmgap.baselines._common import ce, standard_parts
@@ -19,7 +18,8 @@ class ConcatStrategy(Strategy):
 
     name = "concat"
 
-    def training_step(self, trainer: TrainerView, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def training_step(self, trainer: TrainerView, batch: Batch,
+                      epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Joint CE on the fused logits, Eq. (1)."""
         out = trainer.forward(batch)
         y = batch["label"]

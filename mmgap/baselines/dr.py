@@ -60,7 +60,6 @@ from mmgap.baselines._common import (
 )
 from mmgap.strategy import Batch, Strategy, TrainerView
 
-
 KMEANS_N_INIT = 1
 """k-means runs per diagnosis: the authors' KMeans without n_init under scikit-learn >= 1.4 (see the module text)."""
 KMEANS_SEED = 0
@@ -151,7 +150,8 @@ class DRStrategy(Strategy):
             soft_reinit_(encoder(trainer.model, m), self.init_state[m], self.pending[m])
         self.pending = None
 
-    def training_step(self, trainer: TrainerView, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def training_step(self, trainer: TrainerView, batch: Batch,
+                      epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Joint CE on the fused logits."""
         out = trainer.forward(batch)
         y = batch["label"]

@@ -29,7 +29,6 @@ import torch.nn.functional as F
 from mmgap.baselines._common import ce, check_fraction, epochs_of, run_length, standard_parts
 from mmgap.strategy import Batch, Strategy, TrainerView
 
-
 BRANCHES = ("fusion", "audio", "visual")
 EPS = 1e-12
 
@@ -80,13 +79,15 @@ class GBlendingStrategy(Strategy):
         """At each super-epoch boundary: measure branch losses on train and val, update the weights."""
         assert self._sched is not None, "call setup(trainer) first"
         if epoch % self._sched["super_epoch"] == 0:
-            now = (branch_losses(trainer.collect_outputs("train")), branch_losses(trainer.collect_outputs(self.val_split)))
+            now = (branch_losses(trainer.collect_outputs("train")),
+                   branch_losses(trainer.collect_outputs(self.val_split)))
             if self._prev is not None:
                 self.weights = blending_weights(self._prev[0], self._prev[1], now[0], now[1])
             self._prev = now
         self._w_dev = self.weights.to(trainer.device)
 
-    def training_step(self, trainer: TrainerView, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def training_step(self, trainer: TrainerView, batch: Batch,
+                      epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """w_f·CE(f) + w_a·CE(l^a) + w_v·CE(l^v)."""
         out = trainer.forward(batch)
         y = batch["label"]
@@ -96,7 +97,7 @@ class GBlendingStrategy(Strategy):
 
     def on_epoch_end(self, trainer: TrainerView, epoch: int) -> dict[str, Any]:
         """The blending weights used this epoch."""
-        return {f"w_{k}": float(v) for k, v in zip(BRANCHES, self.weights.tolist())}
+        return {f"w_{k}": float(v) for k, v in zip(BRANCHES, self.weights.tolist(), strict=True)}
 
     def state_dict(self) -> dict[str, Any]:
         """Weights and the last super-epoch's losses."""

@@ -53,7 +53,6 @@ from mmgap.baselines.mmcosine import add_to_optimizer
 from mmgap.models import init_weights
 from mmgap.strategy import Batch, Strategy, TrainerView
 
-
 NORMALIZATIONS = ("spectral", "fro", "none")
 
 
@@ -176,7 +175,8 @@ class MLAStrategy(Strategy):
             logits = trainer.model.head.fc(feat)
         return ce(logits, batch["label"]), feat.detach().float().mean(dim=0)
 
-    def training_step(self, trainer: TrainerView, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def training_step(self, trainer: TrainerView, batch: Batch,
+                      epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The audio step (backward, OWM, optimizer step) here; the visual CE returned for the trainer's step."""
         batch = to_device(batch, trainer.device)
         loss_a, x_a = self._unimodal(trainer, batch, "audio")

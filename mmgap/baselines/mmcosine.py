@@ -19,7 +19,6 @@ training under MMCosine never optimises) and only the per-modality accuracies wi
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -82,7 +81,8 @@ class MMCosineStrategy(Strategy):
         model.head = head
         add_to_optimizer(trainer, head)
 
-    def training_step(self, trainer: TrainerView, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def training_step(self, trainer: TrainerView, batch: Batch,
+                      epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """CE on the fused cosine logits."""
         out = trainer.forward(batch)
         y = batch["label"]

@@ -35,11 +35,10 @@ from mmgap.baselines._common import (
     in_window,
     run_length,
     standard_parts,
-    window_epochs,
     true_class_score,
+    window_epochs,
 )
 from mmgap.strategy import Batch, Strategy, TrainerView
-
 
 EPS = 1e-8
 
@@ -105,7 +104,8 @@ class OGMGEStrategy(Strategy):
         assert self._sched is not None, "call setup(trainer) first"
         return in_window(epoch, self._sched["modulation_starts"], self._sched["modulation_ends"])
 
-    def training_step(self, trainer: TrainerView, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def training_step(self, trainer: TrainerView, batch: Batch,
+                      epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Joint CE on the fused logits; the batch's OGM coefficients are kept for after_backward."""
         out = trainer.forward(batch)
         y = batch["label"]

@@ -62,7 +62,6 @@ from mmgap.baselines._common import (
 from mmgap.baselines.ogm_ge import modulate_grads, ogm_coefficients
 from mmgap.strategy import Batch, Strategy, TrainerView
 
-
 EPS = 1e-5  # guards s_m / s_other and 1 / (1 − θ) against division by zero (deviation 2)
 
 
@@ -153,7 +152,8 @@ class OPMStrategy(Strategy):
         return {"fused": fused, "logit_a": logit_a, "logit_v": logit_v, "y": y, "q_a": q_a, "q_v": q_v,
                 "theta": theta}
 
-    def training_step(self, trainer: TrainerView, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def training_step(self, trainer: TrainerView, batch: Batch,
+                      epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """CE on the fused logits of the (possibly) dropped features."""
         o = self._forward(trainer, batch, epoch)
         parts = standard_parts(o["fused"], o["logit_a"], o["logit_v"], o["y"])
@@ -197,7 +197,8 @@ class OPMOGMStrategy(OPMStrategy):
         sched["ogm_ends"] = min(epochs_of(self.ogm_window[1], epochs), epochs - 1)
         return sched
 
-    def training_step(self, trainer: TrainerView, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def training_step(self, trainer: TrainerView, batch: Batch,
+                      epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """OPM's loss; the OGM coefficients of the undropped split logits are kept for after_backward."""
         o = self._forward(trainer, batch, epoch)
         k_a, k_v, _ = ogm_coefficients(o["logit_a"], o["logit_v"], o["y"], self.alpha)

@@ -35,11 +35,10 @@ from mmgap.baselines._common import (
     in_window,
     run_length,
     standard_parts,
-    window_epochs,
     true_class_score,
+    window_epochs,
 )
 from mmgap.strategy import Batch, Strategy, TrainerView
-
 
 EPS = 1e-8
 
@@ -138,12 +137,14 @@ class PMRStrategy(Strategy):
                 counts = c if counts is None else counts + c
         if counts is None:
             raise RuntimeError("PMR: the training split yielded no batch to compute prototypes from")
-        # The authors' prototypes after epoch t are EMA-smoothed only for t > 0: the ones used in epochs 0 and 1 are raw.
+        # The authors' prototypes after epoch t are EMA-smoothed only for t > 0:
+        # the ones used in epochs 0 and 1 are raw.
         momentum = self.momentum if epoch >= 2 else 0.0
         self.proto_a = update_prototypes(sums_a, counts, self.proto_a, momentum)
         self.proto_v = update_prototypes(sums_v, counts, self.proto_v, momentum)
 
-    def training_step(self, trainer: TrainerView, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def training_step(self, trainer: TrainerView, batch: Batch,
+                      epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """CE(f) + the lagging modality's α·CE(p^m) inside the window; CE(f) alone outside it."""
         if self.proto_a is None or self.proto_v is None or self._sched is None:
             raise RuntimeError("PMR: call setup(trainer) and on_epoch_start before training_step")

@@ -17,7 +17,6 @@ visual model's accuracy); the absent modality's logits are NaN, which mmgap.metr
 
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 
@@ -33,7 +32,8 @@ def absent_logits(like: torch.Tensor) -> torch.Tensor:
 
 
 class UnimodalHead(nn.Module):
-    """A Linear(d, M) on one modality's features; forward(φ^a, φ^v) returns (l, l^a, l^v) with NaN for the absent one."""
+    """A Linear(d, M) on one modality's features; forward(φ^a, φ^v) returns (l, l^a, l^v)
+    with NaN for the absent one."""
 
     def __init__(self, modality: str, dim: int, num_classes: int) -> None:
         super().__init__()
@@ -77,11 +77,13 @@ class UnimodalStrategy(Strategy):
         """This modality's logits (float32); only its encoder runs."""
         batch = to_device(batch, trainer.device)
         with autocast(trainer):
-            feat = encoder(trainer.model, self.modality)(batch["audio"] if self.modality == "audio" else batch["frames"])
+            inputs = batch["audio"] if self.modality == "audio" else batch["frames"]
+            feat = encoder(trainer.model, self.modality)(inputs)
             out = trainer.model.head.fc(feat)
         return out.float()
 
-    def training_step(self, trainer: TrainerView, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def training_step(self, trainer: TrainerView, batch: Batch,
+                      epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Plain CE on this modality's logits."""
         loss = ce(self.logits(trainer, batch), batch["label"].to(trainer.device))
         return loss, {f"uni_{self.modality[0]}": loss.detach()}

@@ -9,7 +9,16 @@ from mmgap.data.dataset import AVDataset, TensorBatcher, make_loader
 from mmgap.data.embedded import generate_embedded
 from mmgap.data.manifest import DataError, Exclusion, Manifest, ManifestRow, NoUsableClips
 from mmgap.data.prepare import DATASETS, prepare
-from mmgap.data.protocols import AVE, CREMA_D, GENERIC, KINETICS_SOUNDS, AudioProtocol, Protocol, VisualProtocol, embedded_protocol
+from mmgap.data.protocols import (
+    AVE,
+    CREMA_D,
+    GENERIC,
+    KINETICS_SOUNDS,
+    AudioProtocol,
+    Protocol,
+    VisualProtocol,
+    embedded_protocol,
+)
 
 __all__ = [
     "AVE", "AVDataset", "AudioProtocol", "CREMA_D", "DATASETS", "DataError", "Exclusion", "FeatureCache", "GENERIC",

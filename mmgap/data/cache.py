@@ -2,7 +2,8 @@
 
 Layout of ``<cache_root>/<protocol.name>-<key>/``: ``audio.npy`` float16 [N, F, T], ``frames.npy`` uint8
 [N, S, H, W, 3], ``labels.npy`` int64 [N], ``split.npy`` int8 [N] (0 train, 1 val, 2 test), optional
-``imbalanced.npy`` bool [N] and ``visual_tier.npy`` str [N] (embedded only: ground truth), ``meta.json`` (clip ids, class names, protocol, key, counts) and
+``imbalanced.npy`` bool [N] and ``visual_tier.npy`` str [N] (embedded only: ground truth), ``meta.json`` (clip ids,
+class names, protocol, key, counts) and
 ``exclusions.csv`` (skipped clips with the reason). The key hashes the protocol, the manifest and
 `CHECKS_VERSION`, so a changed parameter, clip list or decoder check builds a new cache and the same ones
 reuse it. Built in a temporary folder
@@ -28,8 +29,18 @@ from mmgap import paths
 from mmgap.atomic import DamagedFile, digest_mismatch, file_digest, read_json, save_npy, write_json
 from mmgap.data.decode import ClipError, check_audio, read_audio, read_frames
 from mmgap.data.features import audio_features, feature_shape
-from mmgap.data.manifest import (SPLIT_CODES, SPLITS, DataError, Exclusion, Manifest, ManifestRow, no_usable_clips,
-                                 read_exclusions, summarise_reasons, write_exclusions)
+from mmgap.data.manifest import (
+    SPLIT_CODES,
+    SPLITS,
+    DataError,
+    Exclusion,
+    Manifest,
+    ManifestRow,
+    no_usable_clips,
+    read_exclusions,
+    summarise_reasons,
+    write_exclusions,
+)
 from mmgap.data.parallel import pmap
 from mmgap.data.protocols import Protocol
 from mmgap.data.report import DEFAULT_LIMITS, REPORT_TXT, DataReport, ReportLimits, check_clips, check_splits
@@ -81,7 +92,7 @@ class FeatureCache:
     @classmethod
     def from_arrays(cls, audio: np.ndarray, frames: np.ndarray, labels: np.ndarray, split: np.ndarray,
                     class_names: list[str], imbalanced: np.ndarray | None = None,
-                    visual_tier: np.ndarray | None = None) -> "FeatureCache":
+                    visual_tier: np.ndarray | None = None) -> FeatureCache:
         """An in-memory cache (tests, small experiments); arrays are validated and cast to the cache dtypes."""
         n = len(labels)
         audio, frames = np.asarray(audio), np.asarray(frames)

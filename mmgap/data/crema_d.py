@@ -96,7 +96,7 @@ def build_manifest(root: str | Path, split_files: dict[str, str | Path] | None =
         split = (_random_split(stems, usable, test_frac, split_seed) if split_by == "random"
                  else _actor_split(stems, test_frac, val_frac, split_seed))
         rows = [ManifestRow(s, str(usable[s][0]), str(usable[s][1]), usable[s][2], CLASS_NAMES[usable[s][2]], sp)
-                for s, sp in zip(stems, split)]
+                for s, sp in zip(stems, split, strict=True)]
     if not rows:
         raise no_usable_clips("crema_d", f"no usable clip in {root}", ex)
     return Manifest("crema_d", list(CLASS_NAMES), rows, ex)

@@ -84,7 +84,8 @@ def _crop_slices(frames: torch.Tensor, rows: torch.Tensor, fidx: torch.Tensor, o
     byte and costs ~10x more on a CPU than these B*T contiguous row copies."""
     out = torch.empty((fidx.shape[0], fidx.shape[1], c, c, frames.shape[-1]), dtype=torch.uint8,
                       device=frames.device)
-    for i, (r, (y, x), fl, fi) in enumerate(zip(rows.tolist(), off.tolist(), flip.tolist(), fidx.tolist())):
+    per_row = zip(rows.tolist(), off.tolist(), flip.tolist(), fidx.tolist(), strict=True)
+    for i, (r, (y, x), fl, fi) in enumerate(per_row):
         for t, f in enumerate(fi):
             src = frames[r, f, y:y + c, x:x + c]
             out[i, t] = src.flip(1) if fl else src

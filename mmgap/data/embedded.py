@@ -38,7 +38,7 @@ from scipy import ndimage
 
 from mmgap.atomic import DamagedFile, read_json, write_json
 from mmgap.config import EmbeddedConfig
-from mmgap.data.manifest import TIERS, DataError, Manifest, ManifestRow
+from mmgap.data.manifest import DataError, Manifest, ManifestRow
 from mmgap.data.parallel import pmap
 from mmgap.locks import file_lock, remove_stale_tmp
 

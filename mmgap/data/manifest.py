@@ -90,7 +90,7 @@ class Manifest:
         return path
 
     @classmethod
-    def from_csv(cls, path: str | Path, dataset: str, class_names: list[str]) -> "Manifest":
+    def from_csv(cls, path: str | Path, dataset: str, class_names: list[str]) -> Manifest:
         """Read rows written by `to_csv`."""
         rows = []
         with open(path, newline="", encoding="utf-8-sig") as fh:

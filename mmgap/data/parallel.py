@@ -8,6 +8,7 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
 
 import torch
+
 from mmgap.progress import progress as progress_bar
 
 T = TypeVar("T")

@@ -84,7 +84,7 @@ class Protocol:
         blob = json.dumps({"v": FEATURE_VERSION, **self.to_dict()}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
-    def replace(self, **changes: Any) -> "Protocol":
+    def replace(self, **changes: Any) -> Protocol:
         """A copy with top-level fields replaced (e.g. ``val_frac=0.2``)."""
         return dataclasses.replace(self, **changes)
 

@@ -74,7 +74,7 @@ def check_clips(report: DataReport, rows: list[ManifestRow], info: list[dict[str
     """Per kept clip: audio/video durations that disagree, too few distinct frames, too little audio."""
     lim, p = report.limits, protocol
     fill = "tiled" if p.audio.tile else "zero-padded"
-    for r, i in zip(rows, info):
+    for r, i in zip(rows, info, strict=True):
         a, v, n = i.get("audio_s"), i.get("video_s"), i.get("video_frames")
         if a and v and max(a, v) / min(a, v) > lim.max_duration_ratio:
             report.add(f"audio and video durations differ by more than x{lim.max_duration_ratio:g}", r.clip_id,
@@ -95,7 +95,7 @@ def check_splits(report: DataReport, rows: list[ManifestRow], class_names: list[
                  split_codes: Any) -> None:
     """Per class and split: classes with few or no training clips, splits without clips, class imbalance."""
     lim = report.limits
-    per = {s: Counter(r.label for r, c in zip(rows, split_codes) if c == SPLIT_CODES[s]) for s in SPLITS}
+    per = {s: Counter(r.label for r, c in zip(rows, split_codes, strict=True) if c == SPLIT_CODES[s]) for s in SPLITS}
     for s in SPLITS:
         if not sum(per[s].values()):
             report.add("empty split", s, "no clip (metrics on it are unavailable)")

@@ -32,11 +32,11 @@ from mmgap.cards import cards_markdown, protocol_card
 from mmgap.experiments.params import (
     Checked,
     check_common,
+    check_injected_names,
     check_methods,
     check_params,
     check_run_params,
     check_seeds,
-    check_injected_names,
     check_tables,
     check_taus,
     notebook_parameters,

@@ -54,7 +54,7 @@ def check_common(dataset: str, seed: Any, device: str) -> None:
         raise ConfigError(f"device={device!r} must be 'auto', 'cpu' or 'cuda'")
 
 
-def check_run_params(dataset: str, seed: Any, device: str, fresh: Any, workers: Any) -> tuple["torch.device", int]:
+def check_run_params(dataset: str, seed: Any, device: str, fresh: Any, workers: Any) -> tuple[torch.device, int]:
     """Validate the parameters the sweep notebooks share; returns (device, workers) or raises ConfigError."""
     check_common(dataset, seed, device)
     try:
@@ -135,7 +135,7 @@ class Checked(NamedTuple):
     """What a notebook's parameter check gives back: ``cfg, dev = experiments.check_params(globals(), ...)``."""
 
     preset: Preset
-    device: "torch.device"
+    device: torch.device
 
 
 def check_params(namespace: MutableMapping[str, Any], notebook: str) -> Checked:

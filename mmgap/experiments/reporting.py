@@ -19,7 +19,6 @@ from mmgap.data.manifest import TIERS
 from mmgap.experiments.settings import OURS, UNIMODAL, method_label
 from mmgap.results import format_mean_std, mean_std_table
 
-
 METRIC_LABELS = {"acc": "Accuracy (%)", "f1": "Macro F1 (%)", "acc_a": "Audio acc. (%)",
                  "acc_v": "Visual acc. (%)", "acc_v_clean": "Visual acc., clean (%)",
                  "acc_v_hard": "Visual acc., hard (%)", "acc_v_corrupt": "Visual acc., corrupt (%)"}
@@ -38,7 +37,7 @@ def table_of(rows: pd.DataFrame, group: str | Sequence[str],
     for _, r in rows[rows["error"].notna()].iterrows():
         lost.setdefault(tuple(r[c] for c in cols), []).append(f"seed {r['seed']}: {r['error']}" if "seed" in r
                                                               else str(r["error"]))
-    table["n"] = [n - len(lost.get(k, [])) for n, k in zip(table["n"], keys)]
+    table["n"] = [n - len(lost.get(k, [])) for n, k in zip(table["n"], keys, strict=True)]
     table["failed"] = ["; ".join(lost.get(k, [])) for k in keys]
     return table
 

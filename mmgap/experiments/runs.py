@@ -24,8 +24,8 @@ from typing import Any, TypeVar
 import numpy as np
 
 from mmgap import atomic, baselines, paths
-from mmgap.checkpoint import CheckpointError, from_json, load_safe
 from mmgap.cards import ProtocolCard, method_kwargs, method_preset, protocol_card
+from mmgap.checkpoint import CheckpointError, from_json, load_safe
 from mmgap.config import Preset, get_preset
 from mmgap.data.manifest import TIERS
 from mmgap.experiments.settings import (
@@ -153,7 +153,8 @@ def warmup_test_acc(ckpt_path: str | Path) -> float | None:
 
 
 def methods_root(preset: Preset) -> Path:
-    """Where Table II's single-stage methods live (shared by notebooks 02 and 07): ``runs/<preset>/07_baselines/runs``."""
+    """Where Table II's single-stage methods live (shared by notebooks 02 and 07):
+    ``runs/<preset>/07_baselines/runs``."""
     return paths.run_dir(preset.name, "07_baselines", "runs")
 
 

@@ -17,7 +17,6 @@ from mmgap.config import GAPS, MIXTURES, ConfigError, Preset, get_preset
 from mmgap.data.manifest import TIERS
 from mmgap.losses import AdaptiveLossConfig
 
-
 TABLES = ("III", "IV", "V", "VI")
 
 
@@ -116,7 +115,7 @@ class AdaptiveSetting:
     posterior: str = "eq9"        # "eq9" (as printed) | "monotone" (w1 held beyond μ1), see mmgap.mixture
 
     @classmethod
-    def from_preset(cls, preset: Preset) -> "AdaptiveSetting":
+    def from_preset(cls, preset: Preset) -> AdaptiveSetting:
         """The preset's own adaptive configuration (the 'full model' row of every table)."""
         t = preset.train
         return cls("full", t.optimizer, t.reset_optimizer, t.mixture, t.gap, float(t.rho), t.posterior)

@@ -109,13 +109,13 @@ def run_ablations(
     jobs = [(s, seed) for seed in seeds for s in settings]
     calls = [(run_adaptive, {"preset": preset, "setting": s, "seed": seed, "root": root, "device": device,
                                "adam_lr": adam_lr, "fresh": fresh}) for s, seed in jobs]
-    todo = [(s, seed) for (s, seed), (_, kw) in zip(jobs, calls)
+    todo = [(s, seed) for (s, seed), (_, kw) in zip(jobs, calls, strict=True)
             if fresh or not is_finished(adaptive_run_dir(cache, **kw))]
     warm = [(setting_warmup_preset(preset, s, adam_lr), seed) for s, seed in todo]
     warm = [(p, seed) for p, seed in warm if not _warmup_ready(cache, p, seed)]
     run_jobs(cache, _warmup_jobs(warm, device), workers, log, desc="warm-ups")
     done = run_jobs(cache, calls, workers, log, desc="adaptive runs")
-    results = dict(zip(jobs, done))
+    results = dict(zip(jobs, done, strict=True))
     rows = [{"table": p.table, "row": p.row, **results[(p.setting, seed)]} for p in plan for seed in seeds]
     return pd.DataFrame(rows)
 
@@ -170,5 +170,5 @@ def run_methods(
                 calls.append((baseline_one, {"preset": preset, "method": method, "seed": seed, "root": root,
                                                "epochs": epochs, "device": device, "fresh": fresh}))
     done = run_jobs(cache, calls, workers, log, desc="method runs")
-    rows = [{"method": m, "label": method_label(m), **row} for m, row in zip(names, done)]
+    rows = [{"method": m, "label": method_label(m), **row} for m, row in zip(names, done, strict=True)]
     return pd.DataFrame(rows)

@@ -46,7 +46,7 @@
 # %% tags=["parameters"]
 dataset = "embedded"  # str: "embedded" | "crema_d" | "ave" | "kinetics_sounds" | "generic"
 data_dir = None  # str | None: the raw dataset folder (None: data/<dataset>; the embedded one is generated there)
-rebuild = False  # bool: decode every clip again instead of reusing the feature cache (True after editing files in place)
+rebuild = False  # bool: decode every clip again instead of reusing the feature cache (True after editing files)
 preset = "demo"  # str: "smoke" (seconds, for tests) | "demo" (minutes on a CPU) | "paper" (GPU, real datasets)
 seed = 0  # int, non-negative: the run seed (the data itself is fixed: it does not change with the seed)
 device = "auto"  # str: "auto" (CUDA when present) | "cpu" | "cuda" (unused here: preprocessing runs on the CPU)
@@ -59,9 +59,9 @@ cfg, dev = experiments.check_params(globals(), notebook="01_preprocessing")  # C
 print(f"dataset={dataset}, preset={cfg.name}, seed={seed}")
 
 # %% [markdown]
-# **The protocol card** of the course's method on this data (01 builds its audio front end and frames): every value, and who gives it (the paper, a method's
-# authors, or this project's choice, with the reason), with the software that ran it. `metrics.json` stores it;
-# `docs/protocol-cards.md` sets the cards of every preset and dataset side by side.
+# **The protocol card** of the course's method on this data (01 builds its audio front end and frames): every value, and
+# who gives it (the paper, a method's authors, or this project's choice, with the reason), with the software that ran
+# it. `metrics.json` stores it; `docs/protocol-cards.md` sets the cards of every preset and dataset side by side.
 
 # %%
 from IPython.display import display
@@ -184,8 +184,10 @@ def show_raw_clip(row: int, title: str):
                          m.start, m.end) if m.video else cache.frames[row]
     wave = read_audio(m.audio or m.video, audio_p["sample_rate"], m.start, m.end)
     fig, player = plots.show_clip(frames, cache.audio[row], wave, audio_p["sample_rate"],
-                                  hop_s=0.01 if audio_p["features"] == "fbank" else audio_p["hop_length"] / audio_p["sample_rate"],
-                                  freq_label={"logmel": "mel bin", "fbank": "mel bin"}.get(audio_p["features"], "frequency bin"),
+                                  hop_s=(0.01 if audio_p["features"] == "fbank"
+                                         else audio_p["hop_length"] / audio_p["sample_rate"]),
+                                  freq_label={"logmel": "mel bin", "fbank": "mel bin"}.get(audio_p["features"],
+                                                                                           "frequency bin"),
                                   title=f"{title}: clip {cache.clip_ids[row]} ({media.split('/')[-1]}), "
                                         f"label {cache.class_names[cache.labels[row]]}")
     return fig, player

@@ -20,7 +20,8 @@
 #
 # Splitting $W = [W^a, W^v]$ gives one logit vector per modality, whose sum is exactly $f$:
 #
-# $$f(x_i) = \underbrace{W^a \varphi^a(x_i^a) + \tfrac{b}{2}}_{l_i^a} + \underbrace{W^v \varphi^v(x_i^v) + \tfrac{b}{2}}_{l_i^v}. \qquad (2)$$
+# $$f(x_i) = \underbrace{W^a \varphi^a(x_i^a) + \tfrac{b}{2}}_{l_i^a} +
+#   \underbrace{W^v \varphi^v(x_i^v) + \tfrac{b}{2}}_{l_i^v}. \qquad (2)$$
 #
 # With $s^{(m)} = \mathrm{softmax}(l^{(m)})$ for $m \in \{f, a, v\}$ (Eq. 3), each branch has a
 # cross-entropy $\mathcal{L}_m = \frac{1}{N}\sum_i \mathrm{CE}(y_i, s_i^{(m)})$ (Eq. 4). We compare:
@@ -59,9 +60,9 @@ print(f"training: {cfg.train.warmup_epochs} epochs, {cfg.train.optimizer} lr={cf
       f"batch {cfg.train.batch_size}, ResNet-18 width {cfg.model.width}")
 
 # %% [markdown]
-# **The protocol card** of the paper's method, whose first stage this notebook trains: every value, and who gives it (the paper, a method's
-# authors, or this project's choice, with the reason), with the software that ran it. `metrics.json` stores it;
-# `docs/protocol-cards.md` sets the cards of every preset and dataset side by side.
+# **The protocol card** of the paper's method, whose first stage this notebook trains: every value, and who gives it
+# (the paper, a method's authors, or this project's choice, with the reason), with the software that ran it.
+# `metrics.json` stores it; `docs/protocol-cards.md` sets the cards of every preset and dataset side by side.
 
 # %%
 from IPython.display import display
@@ -108,7 +109,8 @@ if failed:
 concat["history"] = load_history(concat["run_dir"])
 warm = experiments.warmup_result(warm_ckpt)
 t_runs = time.perf_counter() - t0
-print(f"concat: test acc {concat['acc']:.3f} (audio branch {concat['acc_a']:.3f}, visual branch {concat['acc_v']:.3f}); "
+print(f"concat: test acc {concat['acc']:.3f} (audio branch {concat['acc_a']:.3f}, "
+      f"visual branch {concat['acc_v']:.3f}); "
       f"visual only: test acc {visual['acc']:.3f}  ({epochs} epochs each)")
 print(f"warm-up: best val acc {warm['val_acc']:.3f} at epoch {warm['best_epoch']}, test acc {warm['test_acc']:.3f}")
 print(f"warm-up checkpoint: {paths.shown(warm_ckpt)}  (all three ready in {t_runs:.0f} s)")
@@ -153,8 +155,10 @@ display(table)
 print("saved", *[p.name for p in results.save_table(table, run / "table_concat_vs_warmup")])
 gap_c = 100 * (last_c["val_acc_a"] - last_c["val_acc_v"])
 gap_w = 100 * (last_w["val_acc_a"] - last_w["val_acc_v"])
-print(f"audio minus visual validation accuracy at epoch {n_warm}: concat {gap_c:+.1f} points, warm-up {gap_w:+.1f} points")
-print(f"visual training loss at epoch {n_warm}: concat {last_c['train_uni_v']:.3f}, warm-up {last_w['train_uni_v']:.3f} nats")
+print(f"audio minus visual validation accuracy at epoch {n_warm}: concat {gap_c:+.1f} points, "
+      f"warm-up {gap_w:+.1f} points")
+print(f"visual training loss at epoch {n_warm}: concat {last_c['train_uni_v']:.3f}, "
+      f"warm-up {last_w['train_uni_v']:.3f} nats")
 
 # %% [markdown]
 # ## 4. The imbalance margin
@@ -165,7 +169,8 @@ print(f"visual training loss at epoch {n_warm}: concat {last_c['train_uni_v']:.3
 
 # %%
 tiers = [t for t in ("clean", "hard", "corrupt") if f"acc_v_{t}" in visual]
-margin_rows = [{"model": name, "visual acc": 100 * r["acc_v"], **{f"visual acc, {t}": 100 * r[f"acc_v_{t}"] for t in tiers}}
+margin_rows = [{"model": name, "visual acc": 100 * r["acc_v"],
+                **{f"visual acc, {t}": 100 * r[f"acc_v_{t}"] for t in tiers}}
                for name, r in (("Visual only (L_v alone)", visual), ("Visual branch inside concat (L_f)", concat))]
 margin_table = pd.DataFrame(margin_rows).round(2)
 display(margin_table)

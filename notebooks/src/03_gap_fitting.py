@@ -42,7 +42,8 @@
 # below 0) is imbalanced too, not balanced.
 # Bayes' rule gives each sample's soft membership:
 #
-# $$w_{i,0} = \frac{\pi_0\,\mathcal{N}(\hat g_i\mid\mu_0,\sigma_0^2)}{\sum_k \pi_k\,\mathcal{N}(\hat g_i\mid\mu_k,\sigma_k^2)}, \qquad w_{i,1} = 1 - w_{i,0}. \qquad (9)$$
+# $$w_{i,0} = \frac{\pi_0\,\mathcal{N}(\hat g_i\mid\mu_0,\sigma_0^2)}
+#   {\sum_k \pi_k\,\mathcal{N}(\hat g_i\mid\mu_k,\sigma_k^2)}, \qquad w_{i,1} = 1 - w_{i,0}. \qquad (9)$$
 #
 # On the embedded dataset we *know* each clip's visual tier (notebook 01: `clean`, `hard`, `corrupt`), so we
 # can check whether $w_{i,1}$ finds the imbalanced ones, `hard` and `corrupt` (AUROC). On a real dataset there
@@ -65,9 +66,9 @@ cfg, dev = experiments.check_params(globals(), notebook="03_gap_fitting")  # Con
 print(f"dataset={dataset}, preset={cfg.name}, seed={seed}, mixture={cfg.train.mixture}")
 
 # %% [markdown]
-# **The protocol card** of the paper's method, whose gaps and mixture this notebook fits: every value, and who gives it (the paper, a method's
-# authors, or this project's choice, with the reason), with the software that ran it. `metrics.json` stores it;
-# `docs/protocol-cards.md` sets the cards of every preset and dataset side by side.
+# **The protocol card** of the paper's method, whose gaps and mixture this notebook fits: every value, and who gives it
+# (the paper, a method's authors, or this project's choice, with the reason), with the software that ran it.
+# `metrics.json` stores it; `docs/protocol-cards.md` sets the cards of every preset and dataset side by side.
 
 # %%
 from IPython.display import display
@@ -122,7 +123,8 @@ if dominant == "auto":
     dominant = pick_dominant(out["logit_a"], out["logit_v"], y)
 s_a = true_class_prob(out["logit_a"], y).numpy()
 s_v = true_class_prob(out["logit_v"], y).numpy()
-gaps = {kind: compute_gap(kind, out["logit_a"], out["logit_v"], y, dominant=dominant).numpy() for kind in ("prob", "kl")}
+gaps = {kind: compute_gap(kind, out["logit_a"], out["logit_v"], y, dominant=dominant).numpy()
+        for kind in ("prob", "kl")}
 flags = None if flags_all is None else flags_all[rows]
 tiers = None if tiers_all is None else tiers_all[rows]
 truth = tiers if tiers is not None else flags  # what the figures colour by: visual tiers, or flags
@@ -173,7 +175,7 @@ for kind, g in gaps.items():
         warnings.simplefilter("ignore", AmbiguousBalancedWarning)  # reported in the table below instead
         fits[kind] = fit_mixture(g_hat, cfg.train.mixture, seed=seed)
 fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.2))
-for ax, kind in zip(axes, ("prob", "kl")):
+for ax, kind in zip(axes, ("prob", "kl"), strict=True):
     unit = "probability difference" if kind == "prob" else "nats"
     plots.plot_gap_mixture(zs[kind][0], fits[kind], flags=truth, ax=ax,
                            title=f"{kind} gap (Eq. {5 if kind == 'prob' else 6}): raw mean {zs[kind][1]:.3f}, "
@@ -270,7 +272,8 @@ else:
 if dataset == "embedded":
     manifest = embedded.build_manifest(embedded_root(data_dir, cfg, 0))
 else:
-    manifest = build_dataset_manifest(dataset, paths.resolve(data_dir) if data_dir is not None else paths.resolve(f"data/{dataset}"))
+    manifest = build_dataset_manifest(dataset, paths.resolve(data_dir) if data_dir is not None
+                                      else paths.resolve(f"data/{dataset}"))
 by_id = {r.clip_id: r for r in manifest.rows}
 audio_p = cache.protocol["audio"]
 hop_s = 0.01 if audio_p["features"] == "fbank" else audio_p["hop_length"] / audio_p["sample_rate"]
@@ -285,8 +288,10 @@ for rank, j in enumerate(picked):
     gt = "" if tiers is None else f", {tiers[j]} picture"
     title = (f"{kind}: clip {cache.clip_ids[row]} (label {cache.class_names[cache.labels[row]]}{gt}) "
              f"w1={w1[j]:.2f}, s^a={s_a[j]:.2f}, s^v={s_v[j]:.2f}")
-    fig, player = plots.show_clip(cache.frames[row], cache.audio[row], wave, audio_p["sample_rate"], title=title, hop_s=hop_s,
-                                  freq_label="mel bin" if audio_p["features"] in ("logmel", "fbank") else "frequency bin")
+    fig, player = plots.show_clip(cache.frames[row], cache.audio[row], wave, audio_p["sample_rate"], title=title,
+                                  hop_s=hop_s,
+                                  freq_label=("mel bin" if audio_p["features"] in ("logmel", "fbank")
+                                              else "frequency bin"))
     plots.save_figure(fig, run / f"clip_{rank + 1}.png")
     plt.show()
     display(player)

@@ -15,7 +15,9 @@
 #
 # The second stage of the paper minimises, for each training sample $i$,
 #
-# $$\mathcal{L}_{\text{adap}}^i = \alpha\, w_{i,0}\, \mathcal{L}_f + \lambda_t \big(\beta\,|g_i|^2 + \gamma\, w_{i,1}\,|g_i - \mu_0|^2 + \mathcal{L}_a + \mathcal{L}_v\big), \qquad \lambda_t = \rho^{\text{epoch}}. \qquad (11)$$
+# $$\mathcal{L}_{\text{adap}}^i = \alpha\, w_{i,0}\, \mathcal{L}_f + \lambda_t \big(\beta\,|g_i|^2 +
+#   \gamma\, w_{i,1}\,|g_i - \mu_0|^2 + \mathcal{L}_a + \mathcal{L}_v\big),
+#   \qquad \lambda_t = \rho^{\text{epoch}}. \qquad (11)$$
 #
 # - $w_{i,0}, w_{i,1}$ (Eq. 9): balanced samples ($w_{i,0}\to 1$) mostly train the fused prediction;
 # - imbalanced samples ($w_{i,1}\to 1$) are pulled towards the balanced component's mean $\mu_0$
@@ -28,7 +30,8 @@
 #
 # **The gradient on the weak branch** (Eq. 14, with $\partial g_i / \partial s^v_i = -1$ for the prob gap):
 #
-# $$\nabla_{\theta^v} \mathcal{L}_{\text{gap}}^i = -2\,\big[\gamma\, w_{i,1}(g_i - \mu_0) + \beta g_i\big]\, \nabla_{\theta^v} s_i^v .$$
+# $$\nabla_{\theta^v} \mathcal{L}_{\text{gap}}^i = -2\,\big[\gamma\, w_{i,1}(g_i - \mu_0) + \beta g_i\big]\,
+#   \nabla_{\theta^v} s_i^v .$$
 #
 # The paper prints this without $\gamma$ (its Eq. 14 drops it); the code differentiates Eq. 11 itself, so
 # $\gamma$ is there. The bracket is large exactly for the imbalanced samples, which pushes their visual
@@ -72,19 +75,21 @@ from mmgap import experiments
 
 cfg, dev = experiments.check_params(globals(), notebook="04_adaptive")  # ConfigError names a bad value
 t = cfg.train
-adam_lr = experiments.adam_lr_for(cfg)  # the presets' SGD rates make Adam diverge (see mmgap.experiments.settings.ADAM_LR_RATIO)
+# the presets' SGD rates make Adam diverge (see mmgap.experiments.settings.ADAM_LR_RATIO)
+adam_lr = experiments.adam_lr_for(cfg)
 print(f"dataset={dataset}, preset={cfg.name}, seed={seed}, device={device}")
 print(f"Eq. 11: rho={t.rho}, alpha={t.alpha}, beta={t.beta}, gamma={t.gamma}, gap={t.gap}, mixture={t.mixture}, "
       f"posterior={t.posterior}, refit_every={t.refit_every}, optimizer={t.optimizer} "
       f"(lr {adam_lr if t.optimizer == 'adam' else t.lr}), reset_optimizer={t.reset_optimizer}")
 print(f"schedule: {t.warmup_epochs} warm-up epochs, then {t.adaptive_epochs} adaptive epochs; refits on "
-      f"{'an eval-mode pass over the training set' if t.gap_source == 'eval' else 'the previous epoch training-step gaps'}"
-      f" (gap_source={t.gap_source!r})")
+      + ("an eval-mode pass over the training set" if t.gap_source == "eval"
+         else "the previous epoch training-step gaps")
+      + f" (gap_source={t.gap_source!r})")
 
 # %% [markdown]
-# **The protocol card** of the adaptive run (its control shares it but for Eq. 11): every value, and who gives it (the paper, a method's
-# authors, or this project's choice, with the reason), with the software that ran it. `metrics.json` stores it;
-# `docs/protocol-cards.md` sets the cards of every preset and dataset side by side.
+# **The protocol card** of the adaptive run (its control shares it but for Eq. 11): every value, and who gives it (the
+# paper, a method's authors, or this project's choice, with the reason), with the software that ran it. `metrics.json`
+# stores it; `docs/protocol-cards.md` sets the cards of every preset and dataset side by side.
 
 # %%
 from IPython.display import display
@@ -270,8 +275,10 @@ def test_row(name: str, r: dict, tag: str = "") -> dict:
 
 
 table = pd.DataFrame([test_row("warm-up, last epoch (start)", row, "warm_"),
-                      test_row("adaptive (Eq. 11), selected epoch", row), test_row("adaptive, last epoch", row, "last_"),
-                      test_row("control (Eq. 10), selected epoch", row_c), test_row("control, last epoch", row_c, "last_")]).round(2)
+                      test_row("adaptive (Eq. 11), selected epoch", row),
+                      test_row("adaptive, last epoch", row, "last_"),
+                      test_row("control (Eq. 10), selected epoch", row_c),
+                      test_row("control, last epoch", row_c, "last_")]).round(2)
 display(table)
 print("saved", *[p.name for p in results.save_table(table, run / "table_adaptive_vs_control")])
 

@@ -67,7 +67,6 @@ workers = None  # int | None: runs trained at once; None: one per CPU core (at m
 
 # %% tags=["validation"]
 # Validate the parameters before any work (papermill does no type checking).
-import json
 import time
 
 import matplotlib.pyplot as plt
@@ -93,8 +92,6 @@ print(f"{len(plan)} table rows, {len(ex.distinct_settings(plan))} distinct setti
 # `docs/protocol-cards.md` sets the cards of every preset and dataset side by side.
 
 # %%
-from IPython.display import display
-
 card = ex.protocol_card(cfg, dataset, "ours_prob", seeds=seeds, device=str(dev))
 display(card.table())
 
@@ -118,7 +115,8 @@ rows = ex.run_ablations(cache, cfg, tables=tables, seeds=seeds, device=str(dev),
 atomic.write_text(out / "runs.csv", rows.drop(columns=["run_dir"]).to_csv(index=False))
 sweep_seconds = time.perf_counter() - t_start
 runs_once = rows.drop_duplicates(["setting", "seed"])
-print(f"{int((~runs_once['reused']).sum())} runs trained, {int(runs_once['reused'].sum())} reused, {sweep_seconds:.0f} s")
+print(f"{int((~runs_once['reused']).sum())} runs trained, {int(runs_once['reused'].sum())} reused, "
+      f"{sweep_seconds:.0f} s")
 
 # %% [markdown]
 # ## The tables
@@ -145,7 +143,7 @@ for table in tables:
 # %%
 plots.set_style()
 fig, axes = plt.subplots(1, len(tables), figsize=(4.2 * len(tables), 3.8), squeeze=False)
-for ax, table in zip(axes[0], tables):
+for ax, table in zip(axes[0], tables, strict=True):
     part = rows[rows["table"] == table].assign(acc_pct=lambda d: 100 * d["acc"])
     sns.pointplot(data=part, y="row", x="acc_pct", errorbar="sd", linestyle="none", capsize=0.2, ax=ax)
     ref = 100 * rows[rows["setting"] == full_key]["acc"].mean()

@@ -12,13 +12,14 @@
 # **The question.** The mixture of notebook 03 gives every training clip a posterior $w_{i,0}$ of belonging
 # to the *balanced* subgroup (Eq. 9):
 #
-# $$w_{i,0} = \frac{\pi_0\, \mathcal{N}(\hat g_i \mid \mu_0, \sigma_0^2)}{\pi_0\, \mathcal{N}(\hat g_i \mid \mu_0, \sigma_0^2)
-#   + \pi_1\, \mathcal{N}(\hat g_i \mid \mu_1, \sigma_1^2)}, \qquad \hat g_i = (g_i - \mu_g)/\sigma_g \;\; \text{(Eq. 7)}.$$
+# $$w_{i,0} = \frac{\pi_0\, \mathcal{N}(\hat g_i \mid \mu_0, \sigma_0^2)}
+#   {\pi_0\, \mathcal{N}(\hat g_i \mid \mu_0, \sigma_0^2) + \pi_1\, \mathcal{N}(\hat g_i \mid \mu_1, \sigma_1^2)},
+#   \qquad \hat g_i = (g_i - \mu_g)/\sigma_g \;\; \text{(Eq. 7)}.$$
 #
-# If the imbalanced clips (large gap: one modality is poor) mostly add noise, then simply **dropping them** and fine-tuning with the plain warm-up loss
-# $\mathcal{L}_{wp} = \mathcal{L}_f + \mathcal{L}_a + \mathcal{L}_v$ (Eq. 10) should help, without the adaptive
-# loss at all. The paper (Table VII) finds gains at every threshold $\tau$ on $w_{i,0} \ge \tau$, and a
-# trade-off: a high $\tau$ keeps purer but fewer clips.
+# If the imbalanced clips (large gap: one modality is poor) mostly add noise, then simply **dropping them** and
+# fine-tuning with the plain warm-up loss $\mathcal{L}_{wp} = \mathcal{L}_f + \mathcal{L}_a + \mathcal{L}_v$ (Eq. 10)
+# should help, without the adaptive loss at all. The paper (Table VII) finds gains at every threshold $\tau$ on
+# $w_{i,0} \ge \tau$, and a trade-off: a high $\tau$ keeps purer but fewer clips.
 #
 # **The control.** Fine-tuning trains for more epochs, which alone can raise accuracy. So the reference row
 # here is a control: *the same warm-up, fine-tuned for the same epochs on 100 % of the data* ($\tau = 0$). The
@@ -63,13 +64,11 @@ print(f"preset={cfg.name}, dataset={dataset}, seeds={seeds}, taus={taus}, "
       f"{cfg.train.finetune_epochs} fine-tuning epochs, device={dev}; results in {paths.shown(out)}")
 
 # %% [markdown]
-# **The protocol card** of the method whose warm-up and posteriors the fine-tunes start from: every value, and who gives it (the paper, a method's
-# authors, or this project's choice, with the reason), with the software that ran it. `metrics.json` stores it;
-# `docs/protocol-cards.md` sets the cards of every preset and dataset side by side.
+# **The protocol card** of the method whose warm-up and posteriors the fine-tunes start from: every value, and who gives
+# it (the paper, a method's authors, or this project's choice, with the reason), with the software that ran it.
+# `metrics.json` stores it; `docs/protocol-cards.md` sets the cards of every preset and dataset side by side.
 
 # %%
-from IPython.display import display
-
 card = ex.protocol_card(cfg, dataset, "ours_prob", seeds=seeds, device=str(dev))
 display(card.table())
 
