@@ -16,9 +16,11 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import platform
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -27,6 +29,7 @@ import torch
 from mmgap import baselines
 from mmgap.config import PAPER_DATASET_DEFAULTS, Preset
 from mmgap.data.protocols import PROTOCOLS, Protocol, embedded_protocol
+from mmgap.paths import REPO_ROOT
 from mmgap.results import to_markdown
 
 KINDS = ("paper", "authors", "chosen", "software")
@@ -227,7 +230,29 @@ def software_versions() -> dict[str, str]:
             out[name] = "not installed"
     out["machine"] = f"{platform.machine()}, {_cpu_model()}"
     out["torch threads"] = str(torch.get_num_threads())
+    out["package set"] = lock_status(out)
     return out
+
+
+def lock_path() -> Path:
+    """The lock (constraints file) `make setup` installs for this Python: requirements/constraints-py3XX.txt."""
+    major, minor = sys.version_info[:2]
+    return REPO_ROOT / "requirements" / f"constraints-py{major}{minor}.txt"
+
+
+def lock_status(installed: dict[str, str]) -> str:
+    """Whether the numerically relevant packages are the locked ones (the set the published numbers come from)."""
+    path = lock_path()
+    if not path.is_file():
+        return f"unpinned: no {path.name} for this Python"
+    pins = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        name, sep, version = line.partition("==")
+        if sep and not line.startswith("#"):
+            pins[name.strip().lower()] = version.strip()
+    off = [f"{n} {installed[n]} (lock {pins[n]})" for n in NUMERIC_PACKAGES
+           if n in pins and installed.get(n, "").split("+")[0] != pins[n].split("+")[0]]
+    return f"pinned ({path.name})" if not off else "differs from the lock: " + ", ".join(off)
 
 
 def _cpu_model() -> str:
@@ -348,7 +373,7 @@ def protocol_card(preset: Preset, dataset: str, method: str = "ours_prob", seeds
     if device is not None:
         add("device", device, "software", "where this run trained")
     for name, version in software_versions().items():
-        add(name, version, "software", "installed (requirements/ pins the set `make setup` installs)")
+        add(name, version, "software", "installed; `make setup` installs requirements/constraints-py311.txt")
     return ProtocolCard(preset=preset.name, dataset=dataset, method=method, entries=tuple(e))
 
 

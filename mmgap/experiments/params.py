@@ -155,6 +155,8 @@ def check_params(namespace: MutableMapping[str, Any], notebook: str) -> Checked:
         raise ConfigError(f"parameters {missing} are not defined: run the parameters cell (the first code cell) "
                           "before this one")
     check_injected_names(namespace, number)
+    if not isinstance(namespace.get("rebuild", False), bool):
+        raise ConfigError(f"rebuild={namespace['rebuild']!r} must be True or False")
     preset, resolved = _CHECKS[number](namespace)
     namespace.update(resolved)
     try:

@@ -46,6 +46,7 @@
 # %% tags=["parameters"]
 dataset = "embedded"  # str: "embedded" | "crema_d" | "ave" | "kinetics_sounds" | "generic"
 data_dir = None  # str | None: the raw dataset folder (None: data/<dataset>; the embedded one is generated there)
+rebuild = False  # bool: decode every clip again, not reusing the feature cache (after editing files in place)
 preset = "demo"  # str: "smoke" (seconds, for tests) | "demo" (minutes on a CPU) | "paper" (GPU, real datasets)
 seed = 0  # int, non-negative: seeds initialisation, batch order and augmentation
 device = "auto"  # str: "auto" (CUDA when present, else CPU) | "cpu" | "cuda"
@@ -84,7 +85,8 @@ from mmgap.trainer import load_history, resolve_device
 t_start = time.perf_counter()
 run = paths.run_dir(cfg.name, "02_warmup", f"{dataset}-seed{seed}")
 print("results go to", paths.shown(run), "| device:", resolve_device(device))
-cache = prepare(dataset, data_dir, cfg, seed)  # built by notebook 01, or built now (printed) when missing
+# built by notebook 01, or built now (printed) when missing
+cache = prepare(dataset, data_dir, cfg, seed, rebuild=rebuild)
 print(f"feature cache: {cache.path.name}, {cache.counts()}")
 
 # %% [markdown]

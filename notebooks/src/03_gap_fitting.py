@@ -52,6 +52,7 @@
 # %% tags=["parameters"]
 dataset = "embedded"  # str: "embedded" | "crema_d" | "ave" | "kinetics_sounds" | "generic"
 data_dir = None  # str | None: the raw dataset folder (None: data/<dataset>; the embedded one is generated there)
+rebuild = False  # bool: decode every clip again, not reusing the feature cache (after editing files in place)
 preset = "demo"  # str: "smoke" (seconds, for tests) | "demo" (minutes on a CPU) | "paper" (GPU, real datasets)
 seed = 0  # int, non-negative: which warm-up run (seed) to analyse
 device = "auto"  # str: "auto" (CUDA when present, else CPU) | "cpu" | "cuda"
@@ -98,7 +99,8 @@ from mmgap.trainer import Trainer
 t_start = time.perf_counter()
 run = paths.run_dir(cfg.name, "03_gap_fitting", f"{dataset}-seed{seed}")
 print("results go to", paths.shown(run))
-cache = prepare(dataset, data_dir, cfg, seed)  # built by notebook 01, or built now (printed) when missing
+# built by notebook 01, or built now (printed) when missing
+cache = prepare(dataset, data_dir, cfg, seed, rebuild=rebuild)
 flags_all = None if cache.imbalanced is None else np.asarray(cache.imbalanced, dtype=bool)
 tiers_all = None if cache.visual_tier is None else np.asarray(cache.visual_tier)
 

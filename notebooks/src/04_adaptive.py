@@ -53,6 +53,7 @@
 # %% tags=["parameters"]
 dataset = "embedded"  # str: "embedded" | "crema_d" | "ave" | "kinetics_sounds" | "generic"
 data_dir = None  # str | None: the raw dataset folder (None: data/<dataset>; the embedded one is generated there)
+rebuild = False  # bool: decode every clip again, not reusing the feature cache (after editing files in place)
 preset = "demo"  # str: "smoke" (seconds, for tests) | "demo" (minutes on a CPU) | "paper" (GPU, real datasets)
 seed = 0  # int, non-negative: seeds initialisation, batch order and augmentation (and picks the warm-up run)
 device = "auto"  # str: "auto" (CUDA when present, else CPU) | "cpu" | "cuda"
@@ -113,7 +114,8 @@ from mmgap.mixture import fit_mixture
 from mmgap.trainer import load_run
 
 t_start = time.perf_counter()
-cache = prepare(dataset, data_dir, cfg, seed)  # built by notebook 01, or built now (printed) when missing
+# built by notebook 01, or built now (printed) when missing
+cache = prepare(dataset, data_dir, cfg, seed, rebuild=rebuild)
 setting = experiments.AdaptiveSetting.from_preset(cfg)
 control = experiments.control_setting(setting)
 run = paths.run_dir(cfg.name, "04_adaptive", f"{dataset}-seed{seed}", setting.key)

@@ -46,6 +46,7 @@
 # %% tags=["parameters"]
 dataset = "embedded"  # str: "embedded" (generated locally) or a real dataset name (see data/README.md)
 data_dir = None  # str | None: raw data folder (relative: from the repo root); None: data/<dataset>
+rebuild = False  # bool: decode every clip again, not reusing the feature cache (after editing files in place)
 preset = "demo"  # str: "smoke" (seconds, for tests) | "demo" (2-core CPU) | "paper" (GPU, real data)
 seed = 0  # int: first training seed (used when `seeds` is None)
 seeds = None  # list | None: training seeds for mean ± std; None: seed, seed + 1, ... (three at demo)
@@ -88,7 +89,7 @@ display(next(iter(cards.values())).table().query("`given by` == 'software'"))
 
 # %%
 t_start = time.perf_counter()
-cache = prepare(dataset, data_dir, cfg, seed)
+cache = prepare(dataset, data_dir, cfg, seed, rebuild=rebuild)
 print(f"cache: {ex.cache_id(cache)}, {len(cache)} clips, {cache.num_classes} classes, splits {cache.counts()}")
 
 # %% [markdown]
