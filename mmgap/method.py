@@ -35,18 +35,11 @@ from mmgap.checkpoint import from_json, load_safe, to_json
 from mmgap.config import Preset
 from mmgap.data.manifest import TIERS
 from mmgap.gap import compute_gap, pick_dominant, unzscore, zscore, zscore_point
+from mmgap.history import best_row_summary, best_summary, last_row_summary, stage_timings
 from mmgap.losses import AdaptiveLossConfig, adaptive_loss, warmup_loss
 from mmgap.mixture import TAILS, bic_single, fit_mixture
 from mmgap.strategy import Batch, Strategy, TrainerView
-from mmgap.trainer import (
-    Trainer,
-    best_row_summary,
-    best_summary,
-    last_row_summary,
-    resume_stages,
-    split_rows,
-    stage_timings,
-)
+from mmgap.trainer import Trainer, resume_stages, split_rows
 
 GAP_HIST_EDGES: tuple[float, ...] = tuple(float(x) for x in np.linspace(-4.0, 4.0, 41))
 """Fixed bin edges (z-score units) of the per-epoch ĝ histogram; values outside are clipped into the end bins."""

@@ -38,10 +38,11 @@ from mmgap.experiments.settings import (
     setting_preset,
     setting_warmup_preset,
 )
+from mmgap.history import best_row_summary, stage_timings
 from mmgap.locks import file_lock, remove_stale_tmp
 from mmgap.method import finetune, run_control, run_two_stage, run_warmup
 from mmgap.results import write_metrics
-from mmgap.trainer import best_row_summary, stage_timings, train_baseline
+from mmgap.trainer import train_baseline
 
 
 def cache_id(cache: Any) -> str:
