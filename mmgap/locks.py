@@ -33,21 +33,33 @@ class DiskFull(OSError):
         return str(self.strerror)
 
 
+def _try_lock(fd: int, within_s: float) -> bool:
+    """Take the lock if it is free or frees up within `within_s` seconds; False if it is still held."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+
+
 @contextlib.contextmanager
 def file_lock(lock_path: str | Path, what: str, log: Callable[[str], None] = print,
-              poll_s: float = 0.5) -> Iterator[Path]:
+              poll_s: float = 0.5, quiet_s: float = 2.0) -> Iterator[Path]:
     """Hold an exclusive `fcntl.flock` on `lock_path` (created) while the block runs; others wait.
 
-    The lock dies with its process (a killed kernel frees it at once). While waiting, one note names
-    the lock and the process holding it.
+    The lock dies with its process (a killed kernel frees it at once). A wait longer than `quiet_s` (two
+    runs of a sweep passing through a finished warm-up's lock wait milliseconds) gets one note naming the
+    lock and the process holding it, and one when it is released.
     """
     lock_path = Path(lock_path)
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _try_lock(fd, quiet_s):
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
             log(f"note: waiting for {what}: {holder} holds its lock ({lock_path.name})")
             t0 = time.monotonic()
