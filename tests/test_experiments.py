@@ -445,11 +445,11 @@ def test_a_parameter_papermill_injects_that_the_notebook_lacks_is_refused():
     # papermill runs its -p values as a cell headed "# Parameters"; IPython keeps its source in In
     ns = _params("04", rho=0.5) | {"In": ["", "# Parameters\nrhoo = 0.5\npreset = \"smoke\"\n", "cfg, dev = ..."]}
     with pytest.raises(ConfigError, match=re.escape("unknown parameter(s) 'rhoo' (did you mean 'rho'?) "
-                                                    "for notebook 04: it takes dataset, data_dir, preset, seed")):
+                                                    "for notebook 04: it takes dataset, data_dir, rebuild, preset, seed")):
         ex.check_params(ns, notebook="04_adaptive")
     ns["In"][1] = "# Parameters\nrho = 0.5\n"
     assert ex.check_params(ns, notebook="04_adaptive").preset.train.rho == 0.5
-    assert ex.notebook_parameters("05")[:4] == ["dataset", "data_dir", "preset", "seed"]
+    assert ex.notebook_parameters("05")[:5] == ["dataset", "data_dir", "rebuild", "preset", "seed"]
 
 
 def test_taus_as_one_number_is_refused_with_the_list_form():
