@@ -274,20 +274,10 @@ def test_run_methods_rows_and_reuse_of_ours(cache, runs):
 @pytest.mark.slow
 def test_parallel_workers_give_the_serial_results(cache, runs, tmp_path):
     """Two worker processes (each one torch thread) reproduce the serial runs exactly; logs come back."""
-    import json
 
     import torch
 
-    from mmgap.data import load_cache
-    from mmgap.data.cache import CACHE_FORMAT
-
-    folder = tmp_path / "cache"
-    folder.mkdir()
-    for name in ("audio", "frames", "labels", "split"):
-        np.save(folder / f"{name}.npy", np.asarray(getattr(cache, name)))
-    (folder / "meta.json").write_text(json.dumps({"format": CACHE_FORMAT, "clip_ids": cache.clip_ids,
-                                                  "class_names": cache.class_names, "protocol": {}}))
-    disk = load_cache(folder)
+    disk = _on_disk(cache, tmp_path)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
