@@ -72,6 +72,20 @@ LABELS: dict[str, str] = {
 }
 """Row labels of Table II."""
 
+FAMILIES: dict[str, str] = {
+    "audio_only": "reference", "visual_only": "reference", "concat": "reference",
+    "g_blending": "modality-level", "ogm_ge": "modality-level", "pmr": "modality-level",
+    "mmcosine": "modality-level", "agm": "modality-level", "mla": "modality-level", "dr": "modality-level",
+    "opm": "modality-level", "opm_ogm": "modality-level",
+    "control": "control", "ours_prob": "ours", "ours_kl": "ours",
+}
+"""Table II's groups: the references (unimodal and plain concat), methods that balance per modality (one
+coefficient per batch or per encoder), methods that balance per sample, the control arm (the warm-up loss
+continued from the same warm-up) and the paper's method."""
+
+FAMILY_ORDER: tuple[str, ...] = ("reference", "modality-level", "sample-level", "control", "ours")
+"""The order of the groups in Table II and its figure."""
+
 
 def get(name: str, **kwargs: Any) -> Strategy:
     """A fresh baseline strategy by name, with its documented defaults overridden by ``kwargs``."""
@@ -108,4 +122,4 @@ def schedules(epochs: int, names: Sequence[str] | None = None) -> dict[str, dict
     return out
 
 
-__all__ = ["NAMES", "TWO_STAGE", "LABELS", "get", "schedules"] + [cls.__name__ for cls in _REGISTRY.values()]
+__all__ = ["NAMES", "TWO_STAGE", "LABELS", "FAMILIES", "FAMILY_ORDER", "get", "schedules"] + [cls.__name__ for cls in _REGISTRY.values()]
