@@ -60,6 +60,10 @@ METHOD_SOURCES: dict[str, str] = {
     "dr": "GeWu-Lab/Diagnosing_Relearning_ECCV2024, code/ours.py",
     "opm": "GeWu-Lab/BML_TPAMI2024, code/main.py and code/models/Classifier.py",
     "opm_ogm": "GeWu-Lab/BML_TPAMI2024, code/main.py and code/models/Classifier.py",
+    "smv": "GeWu-Lab/Valuate-and-Enhance-Multimodal-Cooperation, code/sample_level.py (does not start as published: "
+           "implemented from the paper)",
+    "remix": "MatthewMaxy/Remix_ICML2025, train.py (remix, special_train_epoch)",
+    "bss": "njustkmg/IJCAI25-BSS, CREMA-D/train-CL.py (model_evaluate, the curriculum loop)",
 }
 """Where each baseline's formulation and defaults come from (each module's docstring has the detail)."""
 
@@ -83,6 +87,11 @@ AUTHORS_LR: dict[str, tuple[int, int, float, str] | None] = {
     "agm": (10, 30, 0.1, "GeWu-Lab/BalanceBenchmark, configs/global_config.yaml: StepLR(10, 0.1) over 30 epochs "
                         "(lihongcs/AGM is not indexed)"),
     "dr": None,  # code/ours.py parses --lr_decay_step but builds no scheduler: a constant rate
+    "smv": (30, 60, 0.1, "GeWu-Lab/Valuate-and-Enhance-Multimodal-Cooperation, code/sample_level.py: StepLR(30, 0.1) "
+                        "over 60 epochs (with Adam 5e-5 there; SGD here, one optimiser for every method)"),
+    "remix": (30, 60, 0.1, "MatthewMaxy/Remix_ICML2025, train.py: StepLR(30, 0.1) over 60 epochs (with Adam 5e-5 "
+                          "there; SGD here, one optimiser for every method)"),
+    "bss": (70, 120, 0.1, "njustkmg/IJCAI25-BSS, CREMA-D/train-CL.py: StepLR(70, 0.1) over 120 epochs"),
 }
 """Each baseline's learning-rate decay as its authors' training script runs it. At `paper` the step is the same
 fraction of our run as of theirs (70 of 100 epochs -> 70 % of ours), as the methods' windows are."""

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from mmgap.baselines.agm import AGMStrategy
+from mmgap.baselines.bss import BSSStrategy
 from mmgap.baselines.concat import ConcatStrategy
 from mmgap.baselines.dr import DRStrategy
 from mmgap.baselines.gblending import GBlendingStrategy
@@ -29,6 +30,8 @@ from mmgap.baselines.mmcosine import MMCosineStrategy
 from mmgap.baselines.ogm_ge import OGMGEStrategy
 from mmgap.baselines.opm import OPMOGMStrategy, OPMStrategy
 from mmgap.baselines.pmr import PMRStrategy
+from mmgap.baselines.remix import RemixStrategy
+from mmgap.baselines.smv import SMVStrategy
 from mmgap.baselines.unimodal import AudioOnlyStrategy, VisualOnlyStrategy
 from mmgap.strategy import Strategy
 
@@ -45,6 +48,9 @@ _REGISTRY: dict[str, Callable[..., Strategy]] = {
     "dr": DRStrategy,
     "opm": OPMStrategy,
     "opm_ogm": OPMOGMStrategy,
+    "smv": SMVStrategy,
+    "remix": RemixStrategy,
+    "bss": BSSStrategy,
 }
 
 NAMES: tuple[str, ...] = tuple(_REGISTRY)
@@ -67,6 +73,9 @@ LABELS: dict[str, str] = {
     "dr": "D&R",
     "opm": "OPM",
     "opm_ogm": "OPM&OGM",
+    "smv": "SMV",
+    "remix": "Data Remixing",
+    "bss": "BSS",
     "ours_prob": "Ours (Prob Gap)",
     "ours_kl": "Ours (KL Gap)",
 }
@@ -77,6 +86,7 @@ FAMILIES: dict[str, str] = {
     "g_blending": "modality-level", "ogm_ge": "modality-level", "pmr": "modality-level",
     "mmcosine": "modality-level", "agm": "modality-level", "mla": "modality-level", "dr": "modality-level",
     "opm": "modality-level", "opm_ogm": "modality-level",
+    "smv": "sample-level", "remix": "sample-level", "bss": "sample-level",
     "control": "control", "ours_prob": "ours", "ours_kl": "ours",
 }
 """Table II's groups: the references (unimodal and plain concat), methods that balance per modality (one
@@ -107,8 +117,8 @@ def get(name: str, **kwargs: Any) -> Strategy:
 def schedules(epochs: int, names: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
     """Effective epoch windows and periods of each named baseline (default: all) for a run of ``epochs``.
 
-    Only methods with a schedule appear (G-Blending, OGM-GE, PMR, AGM, D&R, OPM, OPM&OGM), each with the values
-    its `schedule` method resolves from its defaults. Epochs count from 0; windows are inclusive.
+    Only methods with a schedule appear (G-Blending, OGM-GE, PMR, AGM, D&R, OPM, OPM&OGM, SMV, Remix, BSS), each
+    with the values its `schedule` method resolves from its defaults. Epochs count from 0; windows are inclusive.
     """
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
