@@ -293,6 +293,44 @@ def ground_truth_groups(flags: np.ndarray | None, n: int) -> list[tuple[np.ndarr
     return [(~arr, "not imbalanced", "0.55"), (arr, "imbalanced (ground truth)", "C3")]
 
 
+SCORE_STYLES = ("-", "--", "-.", ":")
+
+
+def plot_score_rocs(
+    scores: pd.DataFrame,
+    names: Sequence[str],
+    panels: Sequence[tuple[str, str, tuple[str, ...]]] = (("hard vs clean", "clean", ("hard",)),
+                                                            ("corrupt vs clean", "clean", ("corrupt",))),
+    path: str | Path | None = None,
+) -> plt.Figure:
+    """ROC curves of several per-sample scores on one axis per contrast (default: hard vs clean, corrupt vs
+    clean side by side), AUROC in the legend. ``scores``: one row per clip, a ``tier`` column and one column per
+    name (higher = more imbalanced; `mmgap.sample_scores.per_sample_scores`)."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    tier = scores["tier"].to_numpy()
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), 4.6), squeeze=False)
+    for ax, (title, neg, pos) in zip(axes[0], panels, strict=True):
+        keep = (tier == neg) | np.isin(tier, pos)
+        truth = np.isin(tier[keep], pos)
+        if truth.all() or not truth.any():
+            ax.text(0.5, 0.5, f"ROC undefined: no {'/'.join(pos)} or {neg} clips", ha="center", va="center")
+        else:
+            for i, name in enumerate(names):
+                s = scores[name].to_numpy(dtype=float)[keep]
+                fpr, tpr, _ = roc_curve(truth, s)
+                ax.plot(fpr, tpr, color=f"C{i}", ls=SCORE_STYLES[i % len(SCORE_STYLES)], lw=1.6,
+                        label=f"{name}: {roc_auc_score(truth, s):.3f}", drawstyle="steps-post")
+            ax.plot([0, 1], [0, 1], ls=":", color="0.5", lw=1, label="chance: 0.500")
+            ax.legend(fontsize=7, title="score: AUROC", title_fontsize=7, loc="lower right")
+        ax.set_xlabel(f"false positive rate (fraction of {neg} clips flagged)")
+        ax.set_ylabel(f"true positive rate (fraction of {'/'.join(pos)} clips flagged)")
+        ax.set_title(f"Which score finds the imbalanced clips? {title}")
+        ax.set_aspect("equal")
+    fig.tight_layout()
+    return _finish(fig, path)
+
+
 # --------------------------------------------------------------------------------------------- Fig. 4
 def tsne_embed(features: np.ndarray, seed: int = 0, perplexity: float = 30.0) -> np.ndarray:
     """2-D t-SNE (scikit-learn) of [N, d] features; perplexity capped below N/3 for small N."""
