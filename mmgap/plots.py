@@ -320,13 +320,14 @@ def plot_score_rocs(
                 s = scores[name].to_numpy(dtype=float)[keep]
                 fpr, tpr, _ = roc_curve(truth, s)
                 ax.plot(fpr, tpr, color=f"C{i}", ls=SCORE_STYLES[i % len(SCORE_STYLES)], lw=1.6,
-                        label=f"{name}: {roc_auc_score(truth, s):.3f}", drawstyle="steps-post")
+                        label=f"{name}: {roc_auc_score(truth, s):.3f}")
             ax.plot([0, 1], [0, 1], ls=":", color="0.5", lw=1, label="chance: 0.500")
             ax.legend(fontsize=7, title="score: AUROC", title_fontsize=7, loc="lower right")
-        ax.set_xlabel(f"false positive rate (fraction of {neg} clips flagged)")
-        ax.set_ylabel(f"true positive rate (fraction of {'/'.join(pos)} clips flagged)")
-        ax.set_title(f"Which score finds the imbalanced clips? {title}")
+        ax.set_xlabel(f"false positive rate (of {neg} clips)")
+        ax.set_ylabel(f"true positive rate (of {'/'.join(pos)} clips)")
+        ax.set_title(title)
         ax.set_aspect("equal")
+    fig.suptitle("Which per-sample score finds the imbalanced clips? (ROC, AUROC in the legend)")
     fig.tight_layout()
     return _finish(fig, path)
 

@@ -269,8 +269,13 @@ def test_03_gap_fitting(course: SimpleNamespace) -> None:
     assert len(bic) == 6 and set(bic["mixture"]) == {"gmm", "smm", "lmm"}
     assert len(m["most_imbalanced"]) == 4 + 1  # top_k + the most balanced clip
     assert m["most_imbalanced"][0]["w1"] >= m["most_imbalanced"][-1]["w1"]
-    for fig in ("fig3_gap_mixture", "posteriors", "confidence_scatter", "clip_1"):
+    for fig in ("fig3_gap_mixture", "posteriors", "confidence_scatter", "clip_1", "score_rocs"):
         _png(run / f"{fig}.png")
+    scores = pd.read_csv(run / "table_scores.csv")  # every method's per-sample score, graded on the ground truth
+    assert len(scores) == len(m["sample_scores"]) == 7 and scores["score"].iloc[0] == "w1 (Eq. 9)"
+    for r in m["sample_scores"]:
+        _frac(r["AUROC hard vs clean"])
+        _frac(r["AUROC corrupt vs clean"])
 
 
 def _adaptive_run(runs: Path) -> Path:

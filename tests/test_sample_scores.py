@@ -102,7 +102,7 @@ def test_the_roc_figure_draws_every_score_per_contrast(tmp_path):
     left, right = fig.axes
     labels = [line.get_label() for line in left.get_lines()]
     assert labels == ["up: 1.000", "down: 0.000", "chance: 0.500"]
-    assert "corrupt" in right.get_title()
+    assert right.get_title() == "corrupt vs clean"
 
 
 def test_warmup_scores_from_a_checkpoint(tmp_path):
