@@ -247,3 +247,23 @@ def test_sample_level_methods_are_grouped_and_scheduled():
         assert baselines.FAMILIES[name] == "sample-level" and name in baselines.LABELS
     s = baselines.schedules(60, ["smv", "remix", "bss"])
     assert s == {"smv": {"warmup_epochs": 5}, "remix": {"warmup_epochs": 10}, "bss": {"grow_epochs": 20}}
+
+
+def test_the_per_item_loader_serves_a_plan_too(tmp_path):
+    """The path for caches that do not fit in memory yields the same rows, masks and labels as the fast path."""
+    from mmgap.trainer import Trainer, split_rows
+
+    cache = tiny_cache()
+    rows = split_rows(cache, "train")
+    plan = SamplePlan((PlanGroup(np.r_[rows, rows[:3]], keep_audio=np.r_[np.ones(len(rows), bool), np.zeros(3, bool)],
+                                 shuffle=False),))
+    got = {}
+    for fast in (True, False):
+        tr = Trainer(cache, tiny_preset(), tmp_path / str(fast), seed=0, device="cpu", progress=False,
+                     fast_path=fast)
+        batches = list(tr.plan_batches(plan))
+        got[fast] = [(b["index"].tolist(), b["keep"].tolist(), b["label"].tolist()) for b in batches]
+        assert sum(len(b["index"]) for b in batches) == 8 * ((len(rows) + 3) // 8)
+    assert got[True] == got[False]
+    first = got[True][0]
+    assert first[0] == rows[:8].tolist() and first[1] == [[1.0, 1.0]] * 8
