@@ -334,6 +334,8 @@ def test_05_ablations(course: SimpleNamespace) -> None:
     assert m["phenomena_vs_control"] and all(r["verdict"] for r in m["phenomena_vs_control"])
     assert (table["n"] == 2).all() and table["Accuracy (%)"].str.contains(" ± ").all()  # mean ± std over 2 seeds
     _png(run / "ablations.png")
+    scores = pd.read_csv(run / "table_sample_scores.csv")  # the per-sample scores graded on each seed's warm-up
+    assert len(scores) == len(m["sample_scores"]) == 7 and scores["AUROC hard vs clean"].str.contains(" ± ").all()
 
 
 @pytest.mark.slow
