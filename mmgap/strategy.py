@@ -114,7 +114,12 @@ class Strategy:
         """Per-epoch work before the first batch (mixture refit, prototypes, modulation windows)."""
 
     def sample_plan(self, trainer: TrainerView, epoch: int) -> SamplePlan | None:
-        """The epoch's training rows (after ``on_epoch_start``); None, the default, trains the normal epoch."""
+        """The epoch's training rows (after ``on_epoch_start``); None, the default, trains the normal epoch.
+
+        A plan must follow from what a checkpoint restores (the model, this strategy's `state_dict`,
+        ``trainer.generator``), so that a resumed run trains the same rows; the trainer shuffles and augments
+        each group itself (`mmgap.trainer.Trainer.plan_batches`).
+        """
         return None
 
     def training_step(self, trainer: TrainerView, batch: Batch,

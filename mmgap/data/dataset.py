@@ -266,7 +266,8 @@ class AVLoader:
     def plan_batches(self, rows: np.ndarray, keep: torch.Tensor, gen: torch.Generator,
                      drop_last: bool) -> Iterator[Batch]:
         """Batches of cache ``rows`` in this order (repeats allowed) with their ``keep`` masks (per-item path:
-        augmentation is the dataset's function of (seed, epoch, row), so ``gen`` is not used)."""
+        augmentation is the dataset's function of (seed, epoch, row), so ``gen`` is not used and the copies of
+        a row share its augmentation in an epoch)."""
         pos = positions_of(self.dataset.rows, rows).tolist()
         bs = self.loader.batch_size
         count = batch_count(len(pos), bs, drop_last)
