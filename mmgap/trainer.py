@@ -410,7 +410,8 @@ class Trainer:
     ) -> dict[str, Any]:
         """Run `epochs` epochs of `strategy` as stage `stage` (continuing it after a resume); returns its summary.
 
-        Each epoch: ``set_epoch`` on the batcher, ``on_epoch_start``, per batch ``training_step`` ->
+        Each epoch: ``set_epoch`` on the batcher, ``on_epoch_start``, ``sample_plan`` (None: the split's rows;
+        else the plan's groups, `plan_batches`), per batch ``training_step`` ->
         backward -> ``after_backward`` -> step (loss terms summed on the device), ``on_epoch_end``, evaluation on
         val and test, a history row, ``best.pt`` when val accuracy improves (``select_on="val"``; ``"last"``
         keeps the last epoch) and ``last.pt``. A new stage resets the optimizer unless `reset_optimizer` is False.
@@ -461,12 +462,11 @@ class Trainer:
             group["lr"] = lr_at(self.preset.train, self.epoch)
         self.model.train()
         strategy.on_epoch_start(self, e)
+        plan = strategy.sample_plan(self, e)  # None: the normal epoch; a plan's scoring pass is not training time
         self.model.train()
         t_train = time.perf_counter()
         acc = MeanAccumulator()
         n_batches = 0
-        plan = strategy.sample_plan(self, e)
-        self.model.train()
         if plan is None:
             batches = self.batches("train", train=True, indices=train_indices)
         else:
