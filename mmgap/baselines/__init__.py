@@ -132,4 +132,5 @@ def schedules(epochs: int, names: Sequence[str] | None = None) -> dict[str, dict
     return out
 
 
-__all__ = ["NAMES", "TWO_STAGE", "LABELS", "FAMILIES", "FAMILY_ORDER", "get", "schedules"] + [cls.__name__ for cls in _REGISTRY.values()]
+__all__ = ["NAMES", "TWO_STAGE", "LABELS", "FAMILIES", "FAMILY_ORDER", "get", "schedules"] + [
+    cls.__name__ for cls in _REGISTRY.values()]
