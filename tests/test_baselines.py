@@ -680,7 +680,8 @@ def test_opm_drop_probability_and_rescaling():
 def test_registry():
     assert baselines.NAMES[:3] == ("audio_only", "visual_only", "concat")  # unimodal references first
     assert set(baselines.NAMES) == {"audio_only", "visual_only", "concat", "g_blending", "ogm_ge", "pmr",
-                                    "mmcosine", "agm", "mla", "dr", "opm", "opm_ogm", "smv", "remix", "bss"}
+                                    "mmcosine", "agm", "mla", "dr", "opm", "opm_ogm", "mmpareto", "inforeg",
+                                    "smv", "remix", "bss"}
     assert (baselines.LABELS["audio_only"], baselines.LABELS["visual_only"]) == ("Audio only", "Visual only")
     assert isinstance(baselines.get("OPM&OGM"), baselines.OPMOGMStrategy)
     assert baselines.get("ogm_ge", alpha=0.3).alpha == 0.3
@@ -753,6 +754,7 @@ def test_schedules_scale_with_the_run():
         "dr": {"reinit_period": 4, "reinit_after_epochs": [4, 8, 12]},
         "opm": {"modulation_starts": 2},
         "opm_ogm": {"modulation_starts": 2, "ogm_starts": 2, "ogm_ends": 12},
+        "inforeg": {"trace_window": 4},
         "smv": {"warmup_epochs": 2},
         "remix": {"warmup_epochs": 3},
         "bss": {"grow_epochs": 7},
