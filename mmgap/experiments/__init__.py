@@ -42,12 +42,18 @@ from mmgap.experiments.params import (
     notebook_parameters,
 )
 from mmgap.experiments.reporting import (
+    FAMILY_LABELS,
     METRIC_LABELS,
     PHENOMENA,
     compare,
     describe_ablations,
+    describe_group_verdicts,
     describe_purification,
     failures,
+    family_of,
+    group_verdicts,
+    grouped_rows,
+    grouped_table,
     phenomena_table,
     plot_method_bars,
     purification_table,
@@ -130,6 +136,7 @@ __all__ = [
     # sweeps
     "ensure_warmups", "run_ablations", "run_arms", "run_methods", "run_purification",
     # reporting
-    "METRIC_LABELS", "PHENOMENA", "compare", "describe_ablations", "describe_purification", "failures",
+    "FAMILY_LABELS", "METRIC_LABELS", "PHENOMENA", "compare", "describe_ablations", "describe_group_verdicts",
+    "describe_purification", "failures", "family_of", "group_verdicts", "grouped_rows", "grouped_table",
     "phenomena_table", "plot_method_bars", "purification_table", "table_of", "verdict",
 ]

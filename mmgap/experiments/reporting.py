@@ -14,9 +14,9 @@ from typing import Any
 
 import pandas as pd
 
-from mmgap import atomic
+from mmgap import atomic, baselines
 from mmgap.data.manifest import TIERS
-from mmgap.experiments.settings import OURS, UNIMODAL, method_label
+from mmgap.experiments.settings import CONTROL, OURS, UNIMODAL, method_label
 from mmgap.results import format_mean_std, mean_std_table
 
 METRIC_LABELS = {"acc": "Accuracy (%)", "f1": "Macro F1 (%)", "acc_a": "Audio acc. (%)",
@@ -110,6 +110,110 @@ def verdict(rows: pd.DataFrame, ours: Sequence[str] = tuple(OURS),
         if beaten:
             names = ", ".join(method_label(m) for m in beaten)
             lines.append(f"  baselines above ours on {name.lower()}: {names}")
+    return "\n".join(lines)
+
+
+FAMILY_LABELS = {"reference": "References", "modality-level": "Modality-level", "sample-level": "Sample-level",
+                 "control": "Control", "ours": "Ours"}
+"""Table II's group headings, by `mmgap.baselines.FAMILIES` value (in `mmgap.baselines.FAMILY_ORDER`)."""
+
+
+def family_of(method: str) -> str:
+    """A Table II method's group (`mmgap.baselines.FAMILIES`; the control arm is its own group)."""
+    family = "control" if method == CONTROL else baselines.FAMILIES.get(method)
+    if family is None:
+        raise ValueError(f"method {method!r} has no group in mmgap.baselines.FAMILIES: add it there "
+                         f"(one of {', '.join(baselines.FAMILY_ORDER)})")
+    return family
+
+
+def grouped_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """The per-seed rows with a ``family`` column, ordered by group (FAMILY_ORDER), then as the sweep ran."""
+    df = rows.copy()
+    df["family"] = [family_of(m) for m in df["method"]]
+    rank = {f: i for i, f in enumerate(baselines.FAMILY_ORDER)}
+    return df.sort_values("family", key=lambda col: col.map(rank), kind="stable").reset_index(drop=True)
+
+
+def grouped_table(rows: pd.DataFrame, metrics: Sequence[str] = ("acc", "f1")) -> pd.DataFrame:
+    """Table II: mean ± std over seeds in percent, one row per method, grouped (``family``: its heading)."""
+    table = table_of(grouped_rows(rows), ["family", "label"], metrics)
+    table["family"] = table["family"].map(FAMILY_LABELS)
+    return table
+
+
+def group_verdicts(rows: pd.DataFrame, ours: Sequence[str] = tuple(OURS),
+                   metrics: Sequence[str] = ("acc", "f1")) -> pd.DataFrame:
+    """Ours at its best against the best row of every other group, per metric (differences in points).
+
+    The best row of a group and ours' best are chosen by mean over seeds. Against the control, which starts
+    from the same warm-up checkpoint per seed, the comparison is paired: the mean and std of the per-seed
+    differences; against the other groups, the difference of means and the larger of the two stds. A
+    difference is ``clear`` only when it exceeds that spread, and two seeds are the least for any claim.
+    """
+    df = grouped_rows(rows)
+    if "error" in df:
+        df = df[df["error"].isna()]
+    out: list[dict[str, Any]] = []
+    mine = df[df["method"].isin(ours)]
+    if mine.empty:
+        return pd.DataFrame(out)
+    for metric in metrics:
+        stats = df.groupby("method", sort=False)[metric].agg(["mean", "std", "count"])
+        o = stats.loc[mine["method"].unique()].sort_values("mean", ascending=False, kind="stable")
+        bo = o.index[0]
+        for family in baselines.FAMILY_ORDER:
+            members = df.loc[df["family"] == family, "method"].unique()
+            members = [m for m in members if m not in ours]
+            if not members:
+                continue
+            b = stats.loc[members].sort_values("mean", ascending=False, kind="stable")
+            bb = b.index[0]
+            paired = family == "control"
+            if paired:
+                a = df[df["method"] == bo].set_index("seed")[metric]
+                c = df[df["method"] == bb].set_index("seed")[metric]
+                d = 100.0 * (a - c).dropna()
+                diff, spread, n = float(d.mean()), _nz(d.std()), int(len(d))
+            else:
+                diff = 100.0 * (o.loc[bo, "mean"] - b.loc[bb, "mean"])
+                spread = 100.0 * max(_nz(o.loc[bo, "std"]), _nz(b.loc[bb, "std"]))
+                n = int(min(o.loc[bo, "count"], b.loc[bb, "count"]))
+            kind = compare(diff, spread, n)
+            word = {"one seed": "one seed, no claim", "tie": "within the seed spread: a tie",
+                    "clear": "ours better" if diff > 0 else "ours worse"}[kind]
+            out.append({"metric": metric, "group": FAMILY_LABELS[family], "best of group": method_label(bb),
+                        "group mean": 100.0 * b.loc[bb, "mean"], "group std": 100.0 * _nz(b.loc[bb, "std"]),
+                        "ours": method_label(bo), "ours mean": 100.0 * o.loc[bo, "mean"],
+                        "ours std": 100.0 * _nz(o.loc[bo, "std"]), "difference": diff, "spread": spread,
+                        "paired": paired, "n": n, "verdict": word})
+    return pd.DataFrame(out)
+
+
+def describe_group_verdicts(table: pd.DataFrame, rows: pd.DataFrame | None = None) -> str:
+    """`group_verdicts` in words, one line per (metric, group), with the failed runs and the noise caveat."""
+    lines = [] if rows is None else [f"FAILED runs, left out of every mean below: {line}"
+                                     for line in failures(rows).splitlines()]
+    if table.empty:
+        return "\n".join([*lines, "Ours was not among the runs (or every run of it failed): no verdict."])
+    for metric, part in table.groupby("metric", sort=False):
+        first = part.iloc[0]
+        name = METRIC_LABELS.get(str(metric), str(metric)).replace(" (%)", "")
+        lines.append(f"{name}: ours at its best, {first['ours']}, "
+                     f"{format_mean_std(first['ours mean'], first['ours std'])} %, against the best row of each group:")
+        for _, r in part.iterrows():
+            how = "paired over seeds (same warm-up), std of the differences" if r["paired"] else "larger std"
+            lines.append(f"  {r['group']}: {r['best of group']} {format_mean_std(r['group mean'], r['group std'])} %,"
+                         f" ours {r['difference']:+.2f} points (spread {r['spread']:.2f}, {how}; n = {r['n']}): "
+                         f"{r['verdict']}")
+    absent = [FAMILY_LABELS[f] for f in baselines.FAMILY_ORDER
+              if f != "ours" and FAMILY_LABELS[f] not in set(table["group"])]
+    if absent:
+        lines.append(f"No row of this run in: {', '.join(absent)} (not run, or every run failed).")
+    n = int(table["n"].min())
+    lines.append(f"Noise: {n} seed{'s' if n != 1 else ''} per row. A difference counts only when it exceeds the "
+                 "seed-to-seed spread; with so few seeds the std is itself a rough estimate, so 'a tie' means the "
+                 "runs cannot tell the two apart, not that they are equal.")
     return "\n".join(lines)
 
 
