@@ -22,14 +22,18 @@ graph); the trainer's backward of the returned L_mm leaves g_mm in ``.grad``; ``
 its part of ∇(L_a + L_v)). Two backward passes per batch, as against the authors' four, with the same result.
 Everything stays on the device (no host synchronisation): the agree/conflict choice is a ``torch.where``.
 
-Defaults and their source: γ = 1.5 (MMPareto.py:178, a constant in the code). The authors' script builds
+Defaults and their source: γ = 1.5 (MMPareto.py:178, a constant in the code; GeWu-Lab/BalanceBenchmark,
+configs/trainer_config.yaml, ``MMPareto: alpha: 1.5``, the same value). The authors' script builds
 StepLR(30, 0.1) but never calls ``scheduler.step()``: their learning rate is constant (mmgap.cards records it).
 MMPareto has no epoch window (it acts on every batch), so it has no `schedule`.
 
 Deviations: (1) the unimodal logits are the concat head's own split l^m = W^m φ^m + b/2 (Eq. 2 of the paper
 this project reproduces, the unimodal branches every baseline here uses), where the authors add two separate
-linear heads (``head_audio``, ``head_video`` in code/models/models.py); the head's gradient is the plain sum
-either way. (2) A zero new gradient (both gradients zero) is left at zero instead of the 0/0 of the code.
+linear heads (``head_audio``, ``head_video`` in code/models/models.py). BalanceBenchmark's port, which measured
+MMPareto at 79.97 (CREMA-D) and 74.55 (Kinetics-Sounds), uses this split too
+(balancemm/models/avclassify_model.py, ``unimodality_calculate``: ``fc_out.weight`` columns of the modality plus
+``fc_out.bias / 2``), and no extra parameter is trained that inference never uses. The head's gradient is the
+plain sum either way. (2) A zero new gradient (both gradients zero) is left at zero instead of the 0/0 of the code.
 (3) The authors' dot products run over a list that holds every parameter AND their concatenation (the
 ``"concat"`` entry), doubling each product; the min-norm weights are scale-free, so ours (each product once)
 are the same.
