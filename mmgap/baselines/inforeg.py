@@ -22,6 +22,12 @@ run (4 epochs at 20, see `InfoRegStrategy.schedule`). Loss: CE on the fused logi
 the paper's main row (CREMA-D 71.90); the public script also backpropagates CE(l^a) + CE(l^v), the paper's
 "with unimodal losses" variant (75.71), which ``unimodal_losses=True`` reproduces.
 
+Measured (embedded data, demo preset, seeds 0-2, 20 epochs; ``window_*`` and ``regulated_*`` of the history):
+with a trace window of 4 epochs the code's rule keeps both windows open through epochs 0-3 or 0-4 (while fewer
+than n + 1 traces exist, k = last trace / sum of all, which stays above 0.05), then closes them (one seed reopens
+the audio window in epochs 6-9 and 18); inside them the visual encoder is the stronger one in most batches of the
+first epochs and the audio encoder from about epoch 3. Test accuracy 88.89 ± 0.83 against Concat's 85.09 ± 1.25.
+
 Deviations: (1) each modality's window comes from its own encoder's trace, where the code decides both from
 the audio trace (on CREMA-D, the code's dataset, audio is the stronger modality throughout, so the two agree).
 (2) The proximal term is added to the gradient of every encoder parameter that has one, as the code does; the

@@ -27,6 +27,11 @@ configs/trainer_config.yaml, ``MMPareto: alpha: 1.5``, the same value). The auth
 StepLR(30, 0.1) but never calls ``scheduler.step()``: their learning rate is constant (mmgap.cards records it).
 MMPareto has no epoch window (it acts on every batch), so it has no `schedule`.
 
+Measured (embedded data, demo preset, seeds 0-2, 20 epochs; ``conflict_audio`` / ``conflict_visual`` of the
+history): the two gradients conflicted in 0 % of the audio encoder's batches and 0.2 % of the visual encoder's
+(at most 5 % in one epoch), so on these data MMPareto acts almost always as γ·(g_mm + g_m): the unimodal losses
+plus a 1.5× step on the encoders. Test accuracy 92.22 ± 1.44 against Concat's 85.09 ± 1.25 (same seeds).
+
 Deviations: (1) the unimodal logits are the concat head's own split l^m = W^m φ^m + b/2 (Eq. 2 of the paper
 this project reproduces, the unimodal branches every baseline here uses), where the authors add two separate
 linear heads (``head_audio``, ``head_video`` in code/models/models.py). BalanceBenchmark's port, which measured
