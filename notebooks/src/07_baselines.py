@@ -111,7 +111,7 @@ schedules = baselines.schedules(epochs, [m for m in methods if m in baselines.NA
 for name in (m for m in methods if m in baselines.NAMES):
     sched = schedules.get(name)
     text = ", ".join(f"{k} {v}" for k, v in sched.items()) if sched else "no window or period (every epoch)"
-    print(f"{ex.method_label(name):>17} ({baselines.FAMILIES[name]}): {text}")
+    print(f"{ex.method_label(name) + ' (' + baselines.FAMILIES[name] + ')':>34}: {text}")
 
 # %% [markdown]
 # ## Train every method on every seed
