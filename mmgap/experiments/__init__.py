@@ -133,3 +133,9 @@ __all__ = [
     "METRIC_LABELS", "PHENOMENA", "compare", "describe_ablations", "describe_purification", "failures",
     "phenomena_table", "plot_method_bars", "purification_table", "table_of", "verdict",
 ]
+
+# the course's own explanation (notebooks 04-05): why the method does or does not help, and single-seed verdicts
+from mmgap.experiments import explain  # noqa: E402
+from mmgap.experiments.reporting import arm_verdicts, resplit  # noqa: E402
+
+__all__ += ["explain", "arm_verdicts", "resplit"]
