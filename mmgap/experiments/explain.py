@@ -208,8 +208,8 @@ class Explanation:
         out.append(f"4. The penalty's gradient (Eq. 12, on the training clips with g > μ0, "
                    f"{100 * grad['share g > μ0']:.0f} % of them): ∂L/∂s^a = {grad['mean ∂L/∂s^a, g > μ0']:+.3f} "
                    f"and ∂L/∂s^v = {grad['mean ∂L/∂s^v, g > μ0']:+.3f}, so a descent step lowers s^a as it raises "
-                   f"s^v; but the softmax slope |∇z s|² is {grad['mean |∇z s^a|²']:.2g} for audio against "
-                   f"{grad['mean |∇z s^v|²']:.2g} for visual: "
+                   f"s^v; how far each moves scales with the softmax slope |∇z s|², "
+                   f"{grad['mean |∇z s^a|²']:.2g} for audio against {grad['mean |∇z s^v|²']:.2g} for visual: "
                    + ("the audio side hardly moves, and the visual side must do all the work."
                       if f["audio_side_frozen"] else "both sides move."))
         out.append(f"5. Noise floor: one test accuracy on {self.n_test} clips has a binomial standard error of "
@@ -277,16 +277,22 @@ def over_seeds(explanations: Mapping[int, Explanation]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def warmup_trainer(cache: Any, preset: Preset, setting: AdaptiveSetting, seed: int, device: str = "auto",
+                   adam_lr: float | None = None) -> Trainer:
+    """A Trainer holding the warm-up checkpoint `setting` starts from (its last warm-up epoch; trained if missing)."""
+    ckpt = ensure_warmup(cache, setting_warmup_preset(preset, setting, adam_lr), seed, device, log=lambda *_: None)
+    trainer = Trainer(cache, preset, ckpt.parent, seed, device, progress=False)
+    trainer.model.load_state_dict(load_safe(ckpt)["model"])
+    return trainer
+
+
 def explain_setting(cache: Any, preset: Preset, setting: AdaptiveSetting, seed: int, test_acc: float,
                     device: str = "auto", adam_lr: float | None = None) -> Explanation:
     """`why_not_here` on the warm-up `setting` starts from (reused; trained when missing), for one seed.
 
     `test_acc` is the accuracy whose noise floor is reported (e.g. the last warm-up epoch's).
     """
-    ckpt = ensure_warmup(cache, setting_warmup_preset(preset, setting, adam_lr), seed, device, log=lambda *_: None)
-    trainer = Trainer(cache, preset, ckpt.parent, seed, device, progress=False)
-    trainer.model.load_state_dict(load_safe(ckpt)["model"])
-    out = trainer.collect_outputs("train")
+    out = warmup_trainer(cache, preset, setting, seed, device, adam_lr).collect_outputs("train")
     t = preset.train
     return why_not_here(out, cache, gap=setting.gap, family=setting.mixture, posterior=setting.posterior, seed=seed,
                         beta=t.beta, gamma=t.gamma, test_acc=test_acc, n_test=int(cache.counts()["test"]),

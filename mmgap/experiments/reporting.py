@@ -292,7 +292,8 @@ def arm_verdicts(row: Mapping[str, Any], row_c: Mapping[str, Any], n_test: int |
         else:
             word = "no"
         out.append({"quantity": quantity, "epoch": epoch, "expected": "falls" if direction == "down" else "rises",
-                    "start": s, "adaptive": a, "control": c, "verdict (one seed)": word})
+                    "start": s, "adaptive": a, "control": c, "from start": bool(from_start),
+                    "vs control": bool(vs_control), "verdict (one seed)": word})
     return pd.DataFrame(out)
 
 
