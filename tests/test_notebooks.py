@@ -313,6 +313,24 @@ def test_04_adaptive(course: SimpleNamespace) -> None:
         _png(run / f"{fig}.png")
 
 
+@pytest.mark.slow
+def test_answer_keys_run_on_the_smoke_course(course: SimpleNamespace) -> None:
+    """Every "Try this" key runs on the smoke course's runs; those whose runs the course makes are ready."""
+    from mmgap import answers
+
+    for name in ("02_warmup", "03_gap_fitting", "04_adaptive"):
+        _run_folder(course, name)
+    runs = answers.Runs("smoke", course.runs)
+    out = {ex.key.__name__: ans for ex, ans in answers.answer_all(runs)}
+    assert len(out) == len(answers.EXERCISES)
+    for key in ("_01_reuse", "_02_lv", "_02_tier", "_03_family", "_03_tier", "_03_kl", "_04_gamma", "_04_monotone",
+                "_05_seeds", "_06_taus", "_07_visual"):
+        assert out[key].ready, (key, out[key].text)
+    assert not out["_04_refit"].ready and "-p refit_every 3" in out["_04_refit"].text
+    page = answers.claims_vs_findings(runs)
+    assert "not run yet" not in page.split("Table II")[0]  # 03 and 05 ran: the first claims are answered
+
+
 def _sweep_metrics(course: SimpleNamespace, name: str) -> tuple[Path, dict[str, Any]]:
     run = _run_folder(course, name)
     m = _metrics(run)
