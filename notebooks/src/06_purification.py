@@ -23,7 +23,8 @@
 #
 # **The control.** Fine-tuning trains for more epochs, which alone can raise accuracy. So the reference row
 # here is a control: *the same warm-up, fine-tuned for the same epochs on 100 % of the data* ($\tau = 0$). The
-# paper's baseline row is the plain concat model instead; ours isolates the effect of the selection.
+# paper's baseline row (Table VII) is the warm-up model itself, before any fine-tuning; ours adds the
+# fine-tuning epochs to it, which isolates the effect of the selection (the findings print the warm-up too).
 #
 # **Which clips go?** On the embedded data we know each clip's visual tier, and the table shows the share of
 # each tier a threshold keeps. Dropping `corrupt` clips removes noise; dropping `hard` clips removes pictures
