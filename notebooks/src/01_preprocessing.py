@@ -291,3 +291,6 @@ print("wrote", paths.shown(results.write_metrics(run, metrics)))
 #   and Table I's CREMA-D row.
 # - Listen to a `hard` and a `corrupt` clip: the audio alone still tells the digit. That is what "the audio
 #   modality dominates these samples" means; only for the `hard` one could the picture also tell it.
+#
+# **Check your answers:** `python -m mmgap.answers 01 --preset <preset>` computes each answer above from your runs
+# (or names the run still missing and the command that makes it).

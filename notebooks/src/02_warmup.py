@@ -236,3 +236,6 @@ print("wrote", paths.shown(results.write_metrics(run, metrics)))
 #   $\mathcal{L}_v$ alone buy? Is the warm-up's visual branch closer to the visual-only model?
 # - Which tier makes the margin: `clean` or `hard`? Which one would you expect a rebalancing method to help?
 # - Open `runs/<preset>/02_warmup/.../metrics.json`: every number printed here is stored there.
+#
+# **Check your answers:** `python -m mmgap.answers 02 --preset <preset>` computes each answer above from your runs
+# (or names the run still missing and the command that makes it).

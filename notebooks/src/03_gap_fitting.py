@@ -378,3 +378,6 @@ print("wrote", paths.shown(results.write_metrics(run, metrics)))
 # - `seed = 1` (`-p seed 1`): is the bimodality stable across warm-up seeds?
 # - Train the warm-up for fewer epochs (a smaller preset) and watch the second bump fade: the mixture needs a
 #   model that has learned something, which is why the paper warms up first.
+#
+# **Check your answers:** `python -m mmgap.answers 03 --preset <preset>` computes each answer above from your runs
+# (or names the run still missing and the command that makes it).

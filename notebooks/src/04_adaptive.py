@@ -129,6 +129,15 @@ run = paths.run_dir(cfg.name, "04_adaptive", f"{dataset}-seed{seed}", setting.ke
 print("figures and tables go to", paths.shown(run))
 
 # %% [markdown]
+# **The method in one picture** (the paper's Fig. 2): the branches' true-class confidences give each clip's
+# gap, the z-scored gaps are fitted by a two-component mixture, its posteriors weight the adaptive loss, and
+# the loss trains the encoders whose new gaps refit the mixture.
+
+# %%
+fig2 = plots.plot_pipeline(path=run / "fig2_pipeline.png")
+plt.show()
+
+# %% [markdown]
 # ## 1. Warm-up (reused), adaptive training and its control
 #
 # Both arms start from the same warm-up checkpoint (notebook 02's, reused when it matches; otherwise trained

@@ -186,6 +186,17 @@ metrics = {
 print("wrote", paths.shown(write_metrics(out, metrics)))
 
 # %% [markdown]
+# ## The paper claims → this course finds
+# One page, generated from the runs of notebooks 03-07 at this preset (`python -m mmgap.answers --summary`
+# prints the same): each claim of the paper beside what the course's runs find, with the verdicts' own rules
+# (a difference counts only beyond the seed spread).
+
+# %%
+from mmgap import answers
+
+display(Markdown(answers.claims_vs_findings(answers.Runs(cfg.name))))
+
+# %% [markdown]
 # ## Try this
 #
 # Each change goes in the parameters cell (the first code cell); then Run > Restart Kernel and Run All Cells.
@@ -197,3 +208,6 @@ print("wrote", paths.shown(write_metrics(out, metrics)))
 # - Compare the visual accuracy column with the fused one: which methods buy a better weak branch without a
 #   better fused prediction?
 # - Run notebook 05 first, then this one: the shared runs of ours are reused, only the baselines train.
+#
+# **Check your answers:** `python -m mmgap.answers 07 --preset <preset>` computes each answer above from your runs
+# (or names the run still missing and the command that makes it).
