@@ -242,8 +242,16 @@ def plot_posteriors(
     ncols = 2 if flags is not None else 1
     fig, axes = plt.subplots(1, ncols, figsize=(5.6 * ncols, 3.9), squeeze=False)
     ax = axes[0, 0]
-    for mask, label, colour in ground_truth_groups(flags, g_hat.size):
+    groups = ground_truth_groups(flags, g_hat.size)
+    for mask, label, colour in groups:
         ax.scatter(g_hat[mask], w1[mask], s=6, alpha=0.55, color=colour, label=f"{label}: Eq. 9")
+    if len(groups) > 1:  # the points share one curve, so each group also gets its own strip of ticks below it
+        for i, (mask, label, colour) in enumerate(groups):
+            y = -0.09 * (i + 1)
+            ax.scatter(g_hat[mask], np.full(int(mask.sum()), y), s=14, marker="|", alpha=0.35, color=colour)
+            ax.text(1.01, y, label, transform=ax.get_yaxis_transform(), fontsize=7, va="center", color=colour)
+        ax.set_ylim(-0.09 * len(groups) - 0.06, 1.05)
+        ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
     curves = {"Eq. 9": w1}
     if w1_monotone is not None:
         w1m = np.asarray(w1_monotone, float).ravel()
