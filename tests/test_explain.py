@@ -52,10 +52,11 @@ def test_posterior_by_tier_shares_and_means() -> None:
     assert t.loc["corrupt", "share of all w1"] == pytest.approx(1.7 / 2.6)
 
 
-def test_main_peak_finds_the_larger_mode() -> None:
+def test_balanced_peak_is_the_mode_nearest_a_raw_gap_of_zero() -> None:
     rng = np.random.default_rng(0)
-    x = np.r_[rng.normal(-1.3, 0.2, 700), rng.normal(1.5, 0.4, 300)]
-    assert explain.main_peak(x) == pytest.approx(-1.3, abs=0.1)
+    x = np.r_[rng.normal(-1.3, 0.2, 300), rng.normal(1.0, 0.15, 700)]  # the imbalanced peak is the taller one
+    assert explain.balanced_peak(x, zero_at=-1.6) == pytest.approx(-1.3, abs=0.1)
+    assert explain.balanced_peak(x, zero_at=0.8) == pytest.approx(1.0, abs=0.1)
 
 
 def test_penalty_sides_lower_audio_as_they_raise_visual() -> None:
@@ -85,13 +86,13 @@ def test_explanation_reads_a_saturated_audio_branch_and_misplaced_weight() -> No
                           "share of all w1": 0.3},
                          {"tier": "corrupt", "clips": 10, "share flagged (w1 > 0.5)": 0.89, "mean w1": 0.81,
                           "share of all w1": 0.6}])
-    loc = {"mu0_z": -0.46, "mu1_z": 1.2, "pi1": 0.32, "main_peak_z": -1.3, "zero_z": -1.5, "mu0_raw": 0.31,
+    loc = {"mu0_z": -0.46, "mu1_z": 1.2, "pi1": 0.32, "balanced_peak_z": -1.3, "zero_z": -1.5, "mu0_raw": 0.31,
            "gap_mean_raw": 0.4, "gap_std_raw": 0.2}
     grad = {"share g > μ0": 0.4, "mean ∂L/∂s^a, g > μ0": 0.5, "mean ∂L/∂s^v, g > μ0": -0.5,
             "mean |∇z s^a|²": 1e-4, "mean |∇z s^v|²": 0.1}
     e = explain.Explanation(conf, post, loc, grad, explain.accuracy_noise(0.9, 360), 360, 0.9)
     f = e.findings()
-    assert f["audio_saturated"] and f["w1_on_corrupt_more_than_hard"] and f["balanced_off_main_peak"]
+    assert f["audio_saturated"] and f["w1_on_corrupt_more_than_hard"] and f["balanced_off_peak"]
     assert f["pull_target_off_zero"] and f["audio_side_frozen"]
     text = "\n".join(e.lines())
     assert "89 % of `corrupt` clips flagged" in text and "±1.6 points" in text

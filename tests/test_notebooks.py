@@ -298,7 +298,7 @@ def test_04_adaptive(course: SimpleNamespace) -> None:
     # every verdict names its epoch, the same on both sides; the "why" section's facts are stored
     assert {v["epoch"] for v in m["verdicts"]} == {"last", "selected"}
     assert all(v["verdict (one seed)"] for v in m["verdicts"])
-    assert {"audio_saturated", "w1_on_corrupt_more_than_hard", "balanced_off_main_peak", "noise_points"} <= set(
+    assert {"audio_saturated", "w1_on_corrupt_more_than_hard", "balanced_off_peak", "noise_points"} <= set(
         m["why"]["findings"])
     assert [r["tier"] for r in m["why"]["posterior"]] == ["all", "clean", "hard", "corrupt"]
     # the two arms are the shared runs of notebooks 05 and 07, from one warm-up

@@ -80,21 +80,31 @@ def posterior_by_tier(w1: np.ndarray, tiers: np.ndarray | None = None) -> pd.Dat
                          for name, m in _groups(tiers, len(w1))])
 
 
-def main_peak(g_hat: np.ndarray, grid: int = 801) -> float:
-    """Location of the highest mode of the z-scored gaps (a Gaussian KDE, Scott's bandwidth, on a grid)."""
+def balanced_peak(g_hat: np.ndarray, zero_at: float, grid: int = 801, min_height: float = 0.05) -> float:
+    """The mode of the z-scored gaps nearest `zero_at` (a raw gap of 0): the peak the balanced clips form.
+
+    Modes are the local maxima of a Gaussian KDE (Scott's bandwidth) on a grid, at least `min_height` of the
+    highest; the one nearest a raw gap of 0 is the balanced peak, as the mixture names its balanced component.
+    """
     x = np.asarray(g_hat, dtype=np.float64)
     if x.size < 3 or np.ptp(x) == 0:
         return float(np.median(x))
     xs = np.linspace(x.min(), x.max(), grid)
-    return float(xs[np.argmax(gaussian_kde(x)(xs))])
+    dens = gaussian_kde(x)(xs)
+    inner = (dens[1:-1] >= dens[:-2]) & (dens[1:-1] >= dens[2:]) & (dens[1:-1] >= min_height * dens.max())
+    modes = xs[1:-1][inner]
+    if modes.size == 0:
+        modes = xs[[int(np.argmax(dens))]]
+    return float(modes[np.argmin(np.abs(modes - zero_at))])
 
 
 def balanced_location(g_hat: np.ndarray, fit: Any, mean: float, std: float,
                       tiers: np.ndarray | None = None) -> dict[str, float]:
-    """Where the balanced component sits (z and raw units, Eq. 7-8) against the gaps' main peak and 0."""
+    """Where the balanced component sits (z and raw units, Eq. 7-8) against the balanced clips' peak and 0."""
     g_hat = np.asarray(g_hat, dtype=np.float64)
     out = {"mu0_z": float(fit.balanced_mean), "mu1_z": float(fit.means[fit.imbalanced]),
-           "pi1": float(fit.weights[fit.imbalanced]), "main_peak_z": main_peak(g_hat),
+           "pi1": float(fit.weights[fit.imbalanced]),
+           "balanced_peak_z": balanced_peak(g_hat, float(zscore_point(0.0, mean, std))),
            "zero_z": float(zscore_point(0.0, mean, std)), "mu0_raw": float(mean + std * fit.balanced_mean),
            "gap_mean_raw": float(mean), "gap_std_raw": float(std)}
     if tiers is not None and np.any(np.asarray(tiers) == "clean"):
@@ -166,9 +176,10 @@ class Explanation:
             "audio_saturated_share": float(conf.loc["all", sat_col]),
             "w1_on_corrupt_more_than_hard": bool(flagged["corrupt"] is not None and flagged["hard"] is not None
                                                  and flagged["corrupt"] > flagged["hard"]),
-            "balanced_off_main_peak": bool(abs(loc["mu0_z"] - loc["main_peak_z"]) > 0.25),
+            "balanced_off_peak": bool(abs(loc["mu0_z"] - loc["balanced_peak_z"]) > 0.25),
             "pull_target_off_zero": bool(abs(loc["mu0_raw"]) > 0.05),
             "audio_side_frozen": bool(self.gradient["mean |∇z s^a|²"] < 0.1 * self.gradient["mean |∇z s^v|²"]),
+            "audio_slope_ratio": float(self.gradient["mean |∇z s^v|²"] / max(self.gradient["mean |∇z s^a|²"], 1e-12)),
             "noise_points": self.noise_points,
         }
 
@@ -196,14 +207,14 @@ class Explanation:
         else:
             out.append(f"2. The mixture's weight: {100 * post.loc['all', 'share flagged (w1 > 0.5)']:.0f} % of "
                        "training clips flagged (no ground-truth tiers on this dataset).")
-        where = (f"3. The balanced component sits at ẑ = {loc['mu0_z']:.2f}, the gaps' main peak at "
-                 f"ẑ = {loc['main_peak_z']:.2f}" + (f" (clean clips' median ẑ {loc['clean_median_z']:.2f})"
-                                                    if "clean_median_z" in loc else "")
+        where = (f"3. The balanced component sits at ẑ = {loc['mu0_z']:.2f}, the peak of the gaps nearest a raw "
+                 f"gap of 0 at ẑ = {loc['balanced_peak_z']:.2f}"
+                 + (f" (clean clips' median ẑ {loc['clean_median_z']:.2f})" if "clean_median_z" in loc else "")
                  + f"; the pull target μ0 is {loc['mu0_raw']:+.2f} in raw units"
                  + (", not 0. " if f["pull_target_off_zero"] else ", near 0. "))
-        where += ("The balanced component is not the main peak: it sits between the peaks, so the pull drags "
-                  "imbalanced clips towards a point no clean clip occupies." if f["balanced_off_main_peak"]
-                  else "The balanced component is the main peak.")
+        where += ("The balanced component is not on that peak: it sits between the peaks, so the pull drags "
+                  "imbalanced clips towards a point few balanced clips occupy." if f["balanced_off_peak"]
+                  else "The balanced component sits on that peak.")
         out.append(where)
         out.append(f"4. The penalty's gradient (Eq. 12, on the training clips with g > μ0, "
                    f"{100 * grad['share g > μ0']:.0f} % of them): ∂L/∂s^a = {grad['mean ∂L/∂s^a, g > μ0']:+.3f} "
@@ -211,7 +222,9 @@ class Explanation:
                    f"s^v; how far each moves scales with the softmax slope |∇z s|², "
                    f"{grad['mean |∇z s^a|²']:.2g} for audio against {grad['mean |∇z s^v|²']:.2g} for visual: "
                    + ("the audio side hardly moves, and the visual side must do all the work."
-                      if f["audio_side_frozen"] else "both sides move."))
+                      if f["audio_side_frozen"] else
+                      f"the audio side moves about {f['audio_slope_ratio']:.0f} times less than the visual one."
+                      if f["audio_slope_ratio"] > 2 else "both sides move alike."))
         out.append(f"5. Noise floor: one test accuracy on {self.n_test} clips has a binomial standard error of "
                    f"±{self.noise_points:.1f} points (at {100 * self.test_acc:.1f} %); a difference between two "
                    f"runs below about {2 * self.noise_points:.1f} points is within it.")
@@ -220,7 +233,7 @@ class Explanation:
             need.append("a gap that is not saturated (an audio branch below ceiling, so the gap measures both sides)")
         if f["w1_on_corrupt_more_than_hard"]:
             need.append("imbalanced clips whose visual branch can recover (hard pictures, not missing ones)")
-        if f["balanced_off_main_peak"]:
+        if f["balanced_off_peak"]:
             need.append("a balanced component on the clean peak (a better separated or differently shaped mixture)")
         out.append("What would have to change for the method to help: " + ("; ".join(need) + "."
                                                                              if need else "nothing measured here "
@@ -271,7 +284,7 @@ def over_seeds(explanations: Mapping[int, Explanation]) -> pd.DataFrame:
             if t in post.index:
                 row[f"flagged, {t}"] = float(post.loc[t, "share flagged (w1 > 0.5)"])
                 row[f"mean w1, {t}"] = float(post.loc[t, "mean w1"])
-        row.update({"μ0 (ẑ)": e.location["mu0_z"], "main peak (ẑ)": e.location["main_peak_z"],
+        row.update({"μ0 (ẑ)": e.location["mu0_z"], "balanced peak (ẑ)": e.location["balanced_peak_z"],
                     "μ0 (raw)": e.location["mu0_raw"], "test acc. noise (± points)": e.noise_points})
         rows.append(row)
     return pd.DataFrame(rows)

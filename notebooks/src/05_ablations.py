@@ -218,7 +218,7 @@ why_table = ex.explain.over_seeds(why)
 display(why_table.round(3))
 save_table(why_table.round(4), out / "table_why_over_seeds")
 facts = pd.DataFrame({s: e.findings() for s, e in why.items()}).T
-held = [k for k in ("audio_saturated", "w1_on_corrupt_more_than_hard", "balanced_off_main_peak", "audio_side_frozen")
+held = [k for k in ("audio_saturated", "w1_on_corrupt_more_than_hard", "balanced_off_peak", "audio_side_frozen")
         if k in facts and facts[k].astype(bool).all()]
 print(f"holds on all {len(why)} seed(s): {', '.join(held) if held else 'none of the four facts'}")
 if why:
