@@ -123,6 +123,13 @@ def test_arm_verdicts_use_the_same_epoch_and_the_arms_own_start() -> None:
     assert sel["adaptive"] == pytest.approx(90.3) and sel["control"] == pytest.approx(91.1)
     assert sel["verdict (one seed)"].startswith("a tie")
     assert t.loc[("π1, imbalanced weight", "last"), "verdict (one seed)"] == "yes, from its start and vs the control"
+    # a tier's accuracy gets its own error: 6 points on 110 hard clips is a tie (±9.5), on 360 not (±5.3)
+    tier_row = _row(warm_acc_v_hard=0.32, last_acc_v_hard=0.50, acc_v_hard=0.48)
+    tier_c = _row(last_acc_v_hard=0.45, acc_v_hard=0.42)
+    wide = arm_verdicts(tier_row, tier_c, n_test={"all": 360, "hard": 110}).set_index(["quantity", "epoch"])
+    narrow = arm_verdicts(tier_row, tier_c, n_test=360).set_index(["quantity", "epoch"])
+    assert wide.loc[("visual acc., hard (%)", "selected"), "verdict (one seed)"].startswith("a tie")
+    assert narrow.loc[("visual acc., hard (%)", "selected"), "verdict (one seed)"].startswith("yes")
     split = arm_verdicts(_row(end_pi1=0.72), row_c, n_test=360).set_index(["quantity", "epoch"])
     assert split.loc[("π1, imbalanced weight", "last"), "verdict (one seed)"].startswith("not comparable")
 

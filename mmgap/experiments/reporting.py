@@ -257,14 +257,17 @@ def phenomena_table(rows: pd.DataFrame, full_key: str, control_key: str) -> pd.D
     return pd.DataFrame(out)
 
 
-def arm_verdicts(row: Mapping[str, Any], row_c: Mapping[str, Any], n_test: int | None = None) -> pd.DataFrame:
+def arm_verdicts(row: Mapping[str, Any], row_c: Mapping[str, Any], n_test: int | Mapping[str, int] | None = None,
+                 ) -> pd.DataFrame:
     """One seed, adaptive (`row`) vs control (`row_c`): each PHENOMENA quantity from its start and vs the control.
 
     Accuracies are compared at the last epoch and again at each arm's validation-selected epoch (the test
     accuracy notebook 04 reports), the same epoch on both sides; a difference below twice the binomial
-    error of one accuracy on `n_test` clips is called noise. Component statistics (π1, μ1) are compared only
-    when the components kept their identity (`resplit`). Every verdict is one seed's.
+    error of one accuracy on `n_test` clips is called noise; `n_test` may map ``"all"`` and each visual tier to
+    its number of test clips, so that a tier's accuracy gets its own, larger, error. Component statistics (π1,
+    μ1) are compared only when the components kept their identity (`resplit`). Every verdict is one seed's.
     """
+    counts = dict(n_test) if isinstance(n_test, Mapping) else {"all": n_test}
     split = _resplit_of(row)
     items = [(q, s, e, e, d, k, "last") for q, s, e, d, k in PHENOMENA]
     items += [(q.replace(" (%)", "") + " (%)", s, e[len("last_"):], e[len("last_"):], d, k, "selected")
@@ -277,8 +280,10 @@ def arm_verdicts(row: Mapping[str, Any], row_c: Mapping[str, Any], n_test: int |
         sign = -1.0 if direction == "down" else 1.0
         from_start, vs_control = sign * (a - s) > 0, sign * (a - c) > 0
         noise = None
-        if scale == 100.0 and n_test:
-            noise = 2.0 * 100.0 * math.sqrt(max(a, 1e-9) / 100.0 * (1.0 - a / 100.0) / n_test)
+        tier = next((t for t in TIERS if end.endswith(f"_{t}")), "all")
+        n = counts.get(tier, counts.get("all"))  # a tier without its own count: the whole split's (a lower bound)
+        if scale == 100.0 and n:
+            noise = 2.0 * 100.0 * math.sqrt(max(a, 1e-9) / 100.0 * (1.0 - a / 100.0) / n)
         if start in COMPONENT_COLUMNS and split:
             word = "not comparable: the components re-split (π1 crossed one half or the means swapped)"
         elif noise is not None and abs(a - c) <= noise:

@@ -333,10 +333,12 @@ display(table)
 print("saved", *[p.name for p in results.save_table(table, run / "table_adaptive_vs_control")])
 
 n_test = int(cache.counts()["test"])
-checks = experiments.arm_verdicts(row, row_c, n_test=n_test)
+test_tiers = None if cache.visual_tier is None else np.asarray(cache.visual_tier)[cache.indices("test")]
+n_by_tier = {"all": n_test, **({tier: int((test_tiers == tier).sum()) for tier in tiers} if tiers else {})}
+checks = experiments.arm_verdicts(row, row_c, n_test=n_by_tier)
 print(f"The paper's phenomena in this run, one seed: each quantity from the arm's start (the last warm-up epoch) "
       f"and against the control, at the epoch named (last, or each arm's validation-selected one); accuracies "
-      f"on {n_test} test clips")
+      f"on {n_test} test clips" + "".join(f", {k} {v}" for k, v in n_by_tier.items() if k != "all"))
 display(checks.round(3))
 print("saved", *[p.name for p in results.save_table(checks.round(4), run / "table_verdicts")])
 verdicts = {f"{r['quantity']} {r['expected']}": {"vs_start": bool(r["from start"]), "vs_control": bool(r["vs control"]),
