@@ -500,11 +500,13 @@ def plot_arm_comparison(
     acc_label: str = "test accuracy (%)",
     path: str | Path | None = None,
     title: str = "From one warm-up, two arms",
+    warmup_shown: int | None = 3,
 ) -> plt.Figure:
     """One panel per metric (`panels`: title -> history key): the shared warm-up, then each arm's epochs.
 
     The warm-up is drawn once in grey; every arm starts from its last epoch, so a difference between the
-    arms is what their losses did after the same starting point.
+    arms is what their losses did after the same starting point. Each panel is zoomed to the arms and the last
+    `warmup_shown` warm-up epochs (None: the whole warm-up; Fig. 6 shows it all), where the differences are.
     """
     if not arms:
         raise ValueError("no arms to plot")
@@ -526,6 +528,14 @@ def plot_arm_comparison(
             y = np.r_[_as_percent(warm[key]).iloc[-1], _as_percent(df[key])]
             ax.plot(x, y, marker="o", ms=2, color=f"C{i}", label=arm)
         ax.axvline(n + 0.5, color="k", ls="--", lw=0.8)
+        if warmup_shown is not None:  # zoom: x from the last warm-up epochs, y to what is visible there
+            first = max(1, n - warmup_shown + 1)
+            shown = [_as_percent(warm[key]).iloc[first - 1:]]
+            shown += [_as_percent(history_frame(rows)[key]) for rows in arms.values()]
+            lo, hi = float(min(v.min() for v in shown)), float(max(v.max() for v in shown))
+            pad = max(0.5, 0.08 * (hi - lo))
+            ax.set_xlim(first - 0.4, n + max(len(history_frame(r)) for r in arms.values()) + 0.4)
+            ax.set_ylim(lo - pad, hi + pad)
         ax.set_title(name)
         ax.set_xlabel("epoch (both stages, counted from 1)")
         ax.set_ylabel(acc_label)

@@ -239,7 +239,8 @@ if tiers:  # the per-tier gaps, adaptive against control, from the same start
 # paper's, by design (a fifth of the pictures carry no digit, and audio is learned almost perfectly), so the
 # visual branch has much further to go. Then the harder question: does the visual branch rise *more* than in
 # the control, and on which tier? Only the `hard` tier can rise for a good reason; the `corrupt` pictures carry
-# no label. Each panel of the second figure has its own zoomed axis: the arms differ by a few points.
+# no label. Each panel of the second figure is zoomed to the last warm-up epochs and the two arms: they differ
+# by a few points, which a 0-100 scale hides.
 
 # %%
 w_last = warm_rows[-1]
