@@ -7,8 +7,8 @@ typed in: every sentence is chosen by a threshold on a measured value.
   (s^a near 1) makes the prob gap almost 1 - s^v;
 - `posterior_by_tier`: where the mixture's weight w1 (Eq. 9) lands: on clips a pull can help (`hard`) or on
   clips nothing can rebalance (`corrupt`, no digit);
-- `balanced_location`: where the balanced component sits (μ0, Eq. 8) against the main peak of the z-scored
-  gaps (Eq. 7), and the pull target μ0 in raw units (Eq. 11);
+- `balanced_location`: where the balanced component sits (μ0, Eq. 8) against the peak of the z-scored
+  gaps nearest a raw gap of 0 (Eq. 7), and the pull target μ0 in raw units (Eq. 11);
 - `penalty_sides`: both sides of the penalty's gradient (Eq. 12 differentiated), measured on a batch;
 - `accuracy_noise`: the binomial standard error of one test accuracy;
 - `why_not_here`: all of it on a warm-up model, with `Explanation.lines()` the reading.

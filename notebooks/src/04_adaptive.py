@@ -366,8 +366,8 @@ else:
 #    audio branch makes the prob gap almost $1 - s^v$;
 # 2. where the mixture's weight $w_1$ (Eq. 9) lands: on the `hard` clips a pull could help, or on the
 #    `corrupt` ones that nothing can rebalance;
-# 3. where the balanced component (its mean $\mu_0$, Eq. 8) sits against the main peak of the z-scored gaps,
-#    and the pull target $\mu_0$ in raw units;
+# 3. where the balanced component (its mean $\mu_0$, Eq. 8) sits against the peak the balanced clips form
+#    (the mode of the gaps nearest a raw gap of 0), and the pull target $\mu_0$ in raw units;
 # 4. both sides of the penalty's gradient (the formula at the top of this notebook), measured on training clips;
 # 5. the noise floor: the binomial error of one test accuracy.
 #
