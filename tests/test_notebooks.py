@@ -300,6 +300,12 @@ def test_04_adaptive(course: SimpleNamespace) -> None:
                                    "visual acc., hard (%) rises"}
     for v in m["phenomena"].values():
         assert set(v) == {"vs_start", "vs_control", "start", "adaptive_end", "control_end"}
+    # every verdict names its epoch, the same on both sides; the "why" section's facts are stored
+    assert {v["epoch"] for v in m["verdicts"]} == {"last", "selected"}
+    assert all(v["verdict (one seed)"] for v in m["verdicts"])
+    assert {"audio_saturated", "w1_on_corrupt_more_than_hard", "balanced_off_peak", "noise_points"} <= set(
+        m["why"]["findings"])
+    assert [r["tier"] for r in m["why"]["posterior"]] == ["all", "clean", "hard", "corrupt"]
     # the two arms are the shared runs of notebooks 05 and 07, from one warm-up
     assert "/adaptive/full-sgd-reset-gmm-prob-rho0.95-" in m["run_dir"]
     assert "/adaptive/control-sgd-reset-gmm-prob-" in m["control_run_dir"]
@@ -307,8 +313,27 @@ def test_04_adaptive(course: SimpleNamespace) -> None:
     table = pd.read_csv(run / "table_adaptive_vs_control.csv")
     assert table.loc[1, "acc"] == pytest.approx(100 * m["accuracy"], abs=0.01)
     assert len(table) == 5 and "visual acc, hard" in table.columns
-    for fig in ("fig4_tsne", "fig5_gap_evolution", "fig6_stage_accuracy", "fig6b_adaptive_vs_control"):
+    for fig in ("fig4_tsne", "fig4b_tsne_visual_three_models", "fig5_gap_evolution", "fig5b_gap_per_tier",
+                "fig6_stage_accuracy", "fig6b_adaptive_vs_control"):
         _png(run / f"{fig}.png")
+
+
+@pytest.mark.slow
+def test_answer_keys_run_on_the_smoke_course(course: SimpleNamespace) -> None:
+    """Every "Try this" key runs on the smoke course's runs; those whose runs the course makes are ready."""
+    from mmgap import answers
+
+    for name in ("02_warmup", "03_gap_fitting", "04_adaptive"):
+        _run_folder(course, name)
+    runs = answers.Runs("smoke", course.runs)
+    out = {ex.key.__name__: ans for ex, ans in answers.answer_all(runs)}
+    assert len(out) == len(answers.EXERCISES)
+    for key in ("_01_reuse", "_02_lv", "_02_tier", "_03_family", "_03_tier", "_03_kl", "_04_gamma", "_04_monotone",
+                "_05_seeds", "_06_taus", "_07_visual"):
+        assert out[key].ready, (key, out[key].text)
+    assert not out["_04_refit"].ready and "-p refit_every 3" in out["_04_refit"].text
+    page = answers.claims_vs_findings(runs)
+    assert "not run yet" not in page.split("Table II")[0]  # 03 and 05 ran: the first claims are answered
 
 
 def _sweep_metrics(course: SimpleNamespace, name: str) -> tuple[Path, dict[str, Any]]:

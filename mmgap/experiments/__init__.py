@@ -140,3 +140,9 @@ __all__ = [
     "describe_purification", "failures", "family_of", "group_verdicts", "grouped_rows", "grouped_table",
     "phenomena_table", "plot_method_bars", "purification_table", "table_of", "verdict",
 ]
+
+# the course's own explanation (notebooks 04-05): why the method does or does not help, and single-seed verdicts
+from mmgap.experiments import explain  # noqa: E402
+from mmgap.experiments.reporting import arm_verdicts, resplit  # noqa: E402
+
+__all__ += ["explain", "arm_verdicts", "resplit"]

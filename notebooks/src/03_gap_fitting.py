@@ -213,7 +213,10 @@ for kind in ("prob", "kl"):
         rows_bic.append({
             "gap": kind, "mixture": family, "BIC 1 comp.": bim["bic1"], "BIC 2 comp.": bim["bic2"],
             "ΔBIC (1 − 2)": bim["delta"], "π1 (imbalanced)": fit.weights[i], "μ0 (ẑ)": fit.means[b],
-            "μ1 (ẑ)": fit.means[i], "ambiguous": bool(caught),
+            "μ1 (ẑ)": fit.means[i],
+            # ambiguous: only the warning that the balanced component cannot be named by location
+            "ambiguous": any(issubclass(w.category, AmbiguousBalancedWarning) for w in caught),
+            "other warnings": sum(not issubclass(w.category, AmbiguousBalancedWarning) for w in caught),
             "AUROC w1 (Eq. 9)": roc_auc_score(flags, w1) if graded else np.nan,
             "AUROC w1 (monotone)": roc_auc_score(flags, w1_mono) if graded else np.nan,
         })
@@ -230,9 +233,11 @@ t_fits = time.perf_counter() - t0
 # imbalanced clips.
 #
 # **Look at the far right of the left panel.** With unequal component widths, Eq. 9 is not monotone: when
-# the balanced component is the wider one, its density falls more slowly, so beyond the imbalanced mean it
-# wins again and $w_{i,1}$ *drops* back towards 0. The clips with the very largest gaps, the most
-# imbalanced of all, then get the balanced weight $w_{i,0}$ on the fusion loss and no pull towards $\mu_0$.
+# the balanced component is the wider one, its density falls more slowly, so beyond some point it gains
+# again and $w_{i,1}$ *falls* as the gap grows. The clips with the very largest gaps, the most imbalanced of
+# all, then get more of the balanced weight $w_{i,0}$ on the fusion loss and less pull towards $\mu_0$. How
+# far it falls depends on the fit: the cell prints how many clips lie beyond that point and the range of
+# their $w_1$ (it may stay high, or drop towards 0).
 # This is Eq. 9 as printed, and this code base keeps it as the default. The black curve is an option,
 # `posterior="monotone"`: Eq. 9 evaluated at the gap clipped to the interval where it is monotone, so $w_1$
 # is held at its maximum beyond the imbalanced mean (`MixtureFit.posterior(..., tail="monotone")`). Table III
@@ -240,7 +245,20 @@ t_fits = time.perf_counter() - t0
 
 # %%
 w0, w1, w1_mono = posteriors[("prob", cfg.train.mixture)]
-print(f"interval where Eq. 9 is monotone (ẑ units): {fits['prob'].tail_bounds()}")
+bounds = fits["prob"].tail_bounds()
+print(f"interval where Eq. 9 is monotone (ẑ units): {bounds}")
+g_hat_p = np.asarray(zs["prob"][0], dtype=float)
+beyond = np.zeros(len(g_hat_p), dtype=bool)
+if bounds[0] is not None:
+    beyond |= g_hat_p < bounds[0]
+if bounds[1] is not None:
+    beyond |= g_hat_p > bounds[1]
+if beyond.any():
+    print(f"{int(beyond.sum())} training clips lie beyond it, where Eq. 9's w1 falls: their w1 ranges "
+          f"{w1[beyond].min():.2f}-{w1[beyond].max():.2f} (monotone form: {w1_mono[beyond].min():.2f}-"
+          f"{w1_mono[beyond].max():.2f})")
+else:
+    print("no training clip lies beyond it: Eq. 9 and its monotone form agree on every clip")
 fig = plots.plot_posteriors(zs["prob"][0], w1, truth, path=run / "posteriors.png", w1_monotone=w1_mono)
 plt.show()
 auroc = auroc_mono = None
@@ -264,11 +282,13 @@ else:
 # %% [markdown]
 # ## 5. The most imbalanced clips: look and listen
 #
-# The clips with the highest $w_{i,1}$ (prob gap), followed by the most balanced one for contrast. For
-# each: its frames, its audio features, the two confidences, and a player.
+# The clips with the highest $w_{i,1}$ (prob gap; many clips can share the top value, so ties are broken
+# by the larger gap towards the imbalanced component, and the cell says how many tie), followed by the most
+# balanced one for contrast. For each: its frames, its audio features, the two confidences, and a player.
 #
-# **What to look for:** in the imbalanced clips the digit should be hard (`hard`) or impossible (`corrupt`) to
-# see, while the tone pair is audible; in the balanced clip both are clear.
+# **What to look for:** in the imbalanced clips the picture is `hard` (a small dark digit on a light
+# background: easy for you to read, slow for the network to learn) or `corrupt` (no digit at all), while the
+# audio tells the class; in the balanced clip both are clear.
 
 # %%
 if dataset == "embedded":
@@ -279,7 +299,11 @@ else:
 by_id = {r.clip_id: r for r in manifest.rows}
 audio_p = cache.protocol["audio"]
 hop_s = 0.01 if audio_p["features"] == "fbank" else audio_p["hop_length"] / audio_p["sample_rate"]
-order = np.argsort(-w1, kind="stable")
+# highest w1 first; ties (clips in the flat top of w1) broken by the larger gap towards the imbalanced component
+order = np.lexsort((-fits["prob"].towards_imbalanced * g_hat_p, -np.round(w1, 6)))
+n_top = int(np.isclose(w1, w1[order[0]], atol=5e-7).sum())
+print(f"{n_top} clip(s) share the highest w1 ({w1[order[0]]:.2f}); shown: the {top_k} with the largest gaps among the "
+      "highest w1")
 picked = [*order[:top_k], order[-1]]
 shown = []
 for rank, j in enumerate(picked):
@@ -436,3 +460,6 @@ print("wrote", paths.shown(results.write_metrics(run, metrics)))
 # - `seed = 1` (`-p seed 1`): is the bimodality stable across warm-up seeds?
 # - Train the warm-up for fewer epochs (a smaller preset) and watch the second bump fade: the mixture needs a
 #   model that has learned something, which is why the paper warms up first.
+#
+# **Check your answers:** `python -m mmgap.answers 03 --preset <preset>` computes each answer above from your runs
+# (or names the run still missing and the command that makes it).
