@@ -305,10 +305,7 @@ class Trainer:
         t = self.preset.train
         params = [p for p in self.model.parameters() if p.requires_grad]
         if t.optimizer == "sgd":
-            # foreach: the same element-wise operations per tensor (bit-identical updates, pinned by a test) with
-            # one call per step instead of one per parameter: ~2.5 % of a demo run on the CPU, where the default
-            # is the per-parameter loop. (Adam keeps its default: its foreach variant is not checked bit-identical.)
-            return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay, foreach=True)
+            return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
         if t.optimizer == "adam":
             return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
         raise ValueError(f"optimizer={t.optimizer!r} is not one of 'sgd', 'adam'")
