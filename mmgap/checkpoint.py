@@ -12,7 +12,9 @@ import math
 import os
 import pickle
 import re
+import time
 import zipfile
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,13 @@ class DamagedCheckpoint(CheckpointError):
 
 
 DIGEST_SUFFIX = ".sha256"
+LOADED_BYTES = 256 * 2**20
+"""At most this many bytes of checkpoints are kept loaded in a process (`load_safe`): a sweep's runs read the same
+warm-up two or three times each (its compatibility check, its start, Table VII's starting point), and a sweep's
+planning once per run; at `demo` a load (sha256 and weights-only unpickling of ~3 MB) takes ~60 ms."""
+RACY_NS = 2_000_000_000
+"""A file modified less than this long (ns) before it is read is not kept (`_remember`)."""
+_loaded: OrderedDict[tuple, tuple[dict[str, Any], int]] = OrderedDict()
 
 
 def digest_path(path: str | Path) -> Path:
@@ -114,15 +123,72 @@ def _torch_reason(exc: BaseException) -> str:
     return " ".join(kept[:2]).strip() or type(exc).__name__
 
 
+def copy_state(value: Any, device: str | torch.device | None = None) -> Any:
+    """`value` with every tensor detached and cloned (to `device` when given; dicts, lists and tuples rebuilt):
+    a state that its source can no longer change, nor it its source. One tensor met twice stays one tensor."""
+    memo: dict[int, torch.Tensor] = {}
+
+    def copy(v: Any) -> Any:
+        if isinstance(v, torch.Tensor):
+            if id(v) not in memo:
+                memo[id(v)] = v.detach().to(device, copy=True) if device is not None else v.detach().clone()
+            return memo[id(v)]
+        if isinstance(v, dict):
+            return {k: copy(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return type(v)(copy(x) for x in v)
+        return v
+
+    return copy(value)
+
+
+def _identity(path: Path) -> tuple:
+    """What changes when a checkpoint's bytes or its digest record may have: path, and size, modification and
+    change times (ns) and inode of both files (a rewrite by `save_atomic` is a new inode)."""
+    parts: list[Any] = [str(path.resolve())]
+    for p in (path, digest_path(path)):
+        try:
+            st = p.stat()
+            parts.append((st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+        except OSError:
+            parts.append(None)
+    return tuple(parts)
+
+
+def _remember(key: tuple, obj: dict[str, Any], read_at_ns: int) -> None:
+    """Keep a private copy of a loaded checkpoint (the least recently used go beyond `LOADED_BYTES`).
+
+    Only a file last modified over `RACY_NS` before it was read: a later write then always changes its
+    modification time, even on a file system with coarse timestamps (as git treats "racily clean" files).
+    """
+    size, mtime_ns = key[1][0], key[1][1]
+    if size > LOADED_BYTES or read_at_ns - mtime_ns < RACY_NS:
+        return
+    _loaded[key] = (copy_state(obj), size)
+    while sum(n for _, n in _loaded.values()) > LOADED_BYTES:
+        _loaded.popitem(last=False)
+
+
 def load_safe(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint with ``torch.load(weights_only=True)`` after checking its digest; clear errors for
-    missing, damaged or unsafe files (never the advice to load them unsafely)."""
+    missing, damaged or unsafe files (never the advice to load them unsafely).
+
+    A file this process loaded before and that is unchanged since (`_identity`: same inode, size and times,
+    its digest record too; see `_remember`) is not hashed and unpickled again: a copy of the loaded state is
+    returned.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(
             f"checkpoint {path} does not exist: train first (e.g. mmgap.method.run_two_stage) or pass the "
             "path of an existing .pt file"
         )
+    read_at_ns = time.time_ns()
+    key = (*_identity(path), str(map_location))
+    hit = _loaded.get(key)
+    if hit is not None:
+        _loaded.move_to_end(key)
+        return copy_state(hit[0])
     verify(path)
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
@@ -138,6 +204,7 @@ def load_safe(path: str | Path, map_location: str | torch.device = "cpu") -> dic
         ) from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(obj).__name__}, expected a dict")
+    _remember(key, obj, read_at_ns)
     return obj
 
 

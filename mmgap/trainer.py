@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mmgap.checkpoint import from_json, load_safe, plain, save_atomic, to_json
+from mmgap.checkpoint import copy_state, from_json, load_safe, plain, save_atomic, to_json
 from mmgap.config import Preset, lr_at
 from mmgap.data.dataset import PlanIterable
 from mmgap.data.manifest import TIERS
@@ -365,7 +365,7 @@ class Trainer:
         write_now = done or interrupt or _now() - self._last_write >= self.checkpoint_every_s
         state = self._state(strategy, complete=done)
         if not write_now:
-            state = _copied(state)
+            state = copy_state(state, "cpu")
         if improved:
             self._unsaved["best.pt"] = state
         self._unsaved["last.pt"] = state
@@ -574,25 +574,6 @@ class Trainer:
         self._checkpoint_epoch(strategy, improved, done, interrupt)
         if interrupt:
             raise TrainingInterrupted(f"interrupted after global epoch {self.epoch} (interrupt_at_epoch)")
-
-
-def _copied(value: Any) -> Any:
-    """`value` with every tensor detached and cloned to the CPU (dicts, lists and tuples rebuilt): a checkpoint
-    state that training can no longer change. The same tensor met twice stays one tensor."""
-    memo: dict[int, torch.Tensor] = {}
-
-    def copy(v: Any) -> Any:
-        if isinstance(v, torch.Tensor):
-            if id(v) not in memo:
-                memo[id(v)] = v.detach().to("cpu", copy=True)
-            return memo[id(v)]
-        if isinstance(v, dict):
-            return {k: copy(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return type(v)(copy(x) for x in v)
-        return v
-
-    return copy(value)
 
 
 # ------------------------------------------------------------------------------------------------ runs

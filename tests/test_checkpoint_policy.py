@@ -9,11 +9,11 @@ import pytest
 import torch
 
 import mmgap.trainer as trainer_mod
-from mmgap.checkpoint import from_json, load_safe
+from mmgap.checkpoint import copy_state, from_json, load_safe
 from mmgap.config import get_preset
 from mmgap.data import FeatureCache
 from mmgap.method import WarmupStrategy
-from mmgap.trainer import Trainer, TrainingInterrupted, _copied, train_baseline
+from mmgap.trainer import Trainer, TrainingInterrupted, train_baseline
 
 pytestmark = pytest.mark.filterwarnings("ignore::mmgap.mixture.AmbiguousBalancedWarning")
 
@@ -159,10 +159,46 @@ def test_held_states_are_copies(cache, tmp_path):
     """A state held in memory does not follow the model as it trains on; one tensor met twice stays one."""
     t = torch.ones(3, requires_grad=True)
     state = {"a": t, "b": [t, (2, t)], "n": 5, "s": "x"}
-    c = _copied(state)
+    c = copy_state(state, "cpu")
     with torch.no_grad():
         t.add_(1.0)
     assert torch.equal(c["a"], torch.ones(3)) and not c["a"].requires_grad
     assert c["b"][0] is c["a"] and c["b"][1][1] is c["a"] and isinstance(c["b"][1], tuple)
     assert c["n"] == 5 and c["s"] == "x"
 
+
+
+def test_an_unchanged_checkpoint_is_read_once_per_process_and_a_changed_one_again(tmp_path, monkeypatch):
+    """A second load of an unchanged file unpickles nothing and returns an independent copy; a file written
+    within the last 2 s is always read (its time could miss a write in the same tick); a rewrite (a new file by
+    save_atomic, or bytes changed in place) is read, and checked, again."""
+    import os
+    import time
+
+    import mmgap.checkpoint as ckpt_mod
+    from mmgap.checkpoint import DamagedCheckpoint, save_atomic
+
+    def age(p):  # as if written 10 s ago
+        old = time.time_ns() - 10 * 10**9
+        os.utime(p, ns=(old, old))
+
+    path = save_atomic({"w": torch.arange(4.0), "step": 1}, tmp_path / "last.pt")
+    reads = []
+    real = torch.load
+    monkeypatch.setattr(ckpt_mod.torch, "load", lambda *a, **k: reads.append(1) or real(*a, **k))
+    load_safe(path)
+    load_safe(path)
+    assert len(reads) == 2  # just written: not kept
+    age(path)
+    first = load_safe(path)
+    first["w"].add_(100.0)  # a caller changing what it got (an optimizer adopting a tensor) changes no other copy
+    second = load_safe(path)
+    assert len(reads) == 3 and torch.equal(second["w"], torch.arange(4.0)) and second["step"] == 1
+    save_atomic({"w": torch.zeros(4), "step": 2}, path)
+    age(path)
+    assert load_safe(path)["step"] == 2 and len(reads) == 4
+    with open(path, "r+b") as fh:  # damage in place: size and inode unchanged, the modification time not
+        fh.seek(path.stat().st_size // 2)
+        fh.write(b"\0" * 64)
+    with pytest.raises(DamagedCheckpoint):
+        load_safe(path)

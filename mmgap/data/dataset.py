@@ -145,6 +145,10 @@ class TensorBatcher:
             audio, frames, labels, index = (t.pin_memory() for t in (audio, frames, labels, index))
         self.audio, self.frames = audio.to(self.device), frames.to(self.device)
         self.labels, self.index = labels.to(self.device), index.to(self.device)
+        # Evaluation batches hold the same pixels at every pass (centre frames and crops, no randomness): their
+        # frames are kept, per (batch size, drop_last), when they take no more memory than the stored frames.
+        # At `demo` this spares ~25 ms per adaptive epoch (val, test and the refit's pass over the training set).
+        self._eval_frames: dict[tuple[int, bool], list[torch.Tensor]] = {}
 
     @property
     def num_samples(self) -> int:
@@ -163,22 +167,31 @@ class TensorBatcher:
         gen = epoch_generator(self.seed, self.epoch)
         n = self.num_samples
         order = torch.randperm(n, generator=gen) if self.train else torch.arange(n)
-        yield from self._batches(order, gen, len(self))
+        kept = self._eval_frames.setdefault((self.batch_size, self.drop_last), []) if self._keeps_eval_frames() \
+            else None
+        yield from self._batches(order, gen, len(self), kept=kept)
+
+    def _keeps_eval_frames(self) -> bool:
+        """Whether an evaluation pass's frames are kept: no training, and no larger than the stored frames."""
+        kept = self.num_samples * self.num_frames * 3 * self.image_size ** 2
+        return not self.train and kept <= self.frames.numel()
 
     def _batches(self, order: torch.Tensor, gen: torch.Generator, count: int,
-                 keep: torch.Tensor | None = None) -> Iterator[Batch]:
-        """``count`` batches of the positions ``order`` (augmented from ``gen`` in training), with ``keep``."""
+                 keep: torch.Tensor | None = None, kept: list[torch.Tensor] | None = None) -> Iterator[Batch]:
+        """``count`` batches of the positions ``order`` (augmented from ``gen`` in training), with ``keep``;
+        ``kept``: the frames of an evaluation pass's batches, reused when there and appended when not."""
         order_dev = order.to(self.device, non_blocking=True)  # one copy per epoch, sliced per batch
         for i in range(count):
             part = slice(i * self.batch_size, (i + 1) * self.batch_size)
             sel = order_dev[part]
-            batch = {
-                "audio": self.audio[sel],
-                "frames": transform_frames(self.frames, self.num_frames, self.image_size, self.train, gen,
-                                           rows=order[part]),
-                "label": self.labels[sel],
-                "index": self.index[sel],
-            }
+            if kept is not None and i < len(kept):
+                frames = kept[i].clone()  # a copy: a consumer may change its batch in place
+            else:
+                frames = transform_frames(self.frames, self.num_frames, self.image_size, self.train, gen,
+                                          rows=order[part])
+                if kept is not None:
+                    kept.append(frames.clone())
+            batch = {"audio": self.audio[sel], "frames": frames, "label": self.labels[sel], "index": self.index[sel]}
             if keep is not None:
                 batch["keep"] = keep[part].to(self.device, non_blocking=True)
             yield batch
