@@ -464,7 +464,9 @@ class Trainer:
         else the plan's groups, `plan_batches`), per batch ``training_step`` ->
         backward -> ``after_backward`` -> step (loss terms summed on the device), ``on_epoch_end``, evaluation on
         val and test, a history row, ``best.pt`` when val accuracy improves (``select_on="val"``; ``"last"``
-        keeps the last epoch) and ``last.pt``. A new stage resets the optimizer unless `reset_optimizer` is False.
+        keeps the last epoch) and ``last.pt`` (written by the module's checkpoint policy: every
+        `checkpoint_every_s` seconds, at the stage's end, at an interruption or exception; held in memory between).
+        A new stage resets the optimizer unless `reset_optimizer` is False.
         Batchers of other training rows are freed at the start (a fine-tune's subset replaces the full split),
         all of them at the end.
         """
