@@ -20,8 +20,9 @@ Conventions (kept by every entry point built on it):
   since the last write, at the end of every stage, at `Trainer.interrupt_at_epoch` and when an exception (a
   Ctrl-C, a diverging loss) leaves the epoch loop; in between, the finished epochs' states wait in memory.
   What a run can lose is therefore bounded: an exception loses only the epoch in progress (as when every epoch
-  was written); a hard kill (SIGKILL, SIGTERM, power loss) at most `checkpoint_every_s` seconds of training
-  plus the epoch in progress. A resumed run replays the lost epochs and ends bit-identical (CPU).
+  was written); a hard kill (SIGKILL, power loss, or SIGTERM, with which a sweep's busy workers are ended on
+  an interrupt) at most `checkpoint_every_s` seconds of training plus the epoch in progress. A resumed run
+  replays the lost epochs and ends bit-identical (CPU).
 """
 
 from __future__ import annotations
@@ -66,12 +67,12 @@ SPLITS = ("train", "val", "test")
 EVAL_BATCH_FACTOR = 4
 """Evaluation passes (val/test metrics, the refit's gaps, t-SNE features) use batches this many times larger."""
 CHECKPOINT_VERSION = 1
-CHECKPOINT_EVERY_S = 60.0
+CHECKPOINT_EVERY_S = 30.0
 """Seconds of training between checkpoint writes (besides stage ends and interruptions; see the module docstring).
 
-Measured on `demo` (one torch thread): writing best.pt and last.pt after every epoch took about 4.5 % of a run
-(torch.save of ~3 MB, fsync, digest), ~20 ms per file against ~0.6 s per epoch; a demo run now writes once per
-stage. At `paper` shapes an epoch takes longer than this, so every epoch is still written."""
+Measured on `demo` (one torch thread): writing best.pt and last.pt after every epoch took about 4-7 % of a run
+(torch.save of ~3 MB, fsync, digest: 20-40 ms per file against 0.6-1.1 s per epoch); a demo stage (8-20 epochs,
+5-25 s) now writes once, at its end. At `paper` shapes an epoch takes longer than this: every epoch is written."""
 RESUME_IGNORED = frozenset({"num_workers"})
 """Settings that may differ between a run and its resumption (they do not change the result)."""
 
