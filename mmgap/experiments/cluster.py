@@ -42,11 +42,12 @@ def _ray() -> Any:
 
 
 def connect(address: str | None = None, log: Any = print) -> Any:
-    """Join the Ray cluster at `address` (else ``RAY_ADDRESS``), or start a local one; returns the ray module."""
+    """Join the Ray cluster at `address` (else ``RAY_ADDRESS``; ``"auto"``: one started on this machine with
+    ``ray start``), or start a local one; returns the ray module."""
     ray = _ray()
     if not ray.is_initialized():
-        address = address or os.environ.get("RAY_ADDRESS") or None
-        log(f"Ray: joining the cluster at {address}" if address else "Ray: starting a local cluster")
+        address = address or os.environ.get("RAY_ADDRESS") or "local"  # never a cluster found by chance
+        log(f"Ray: joining the cluster at {address}" if address != "local" else "Ray: starting a local cluster")
         # log_to_driver=False: a run's log lines come back with its result (workers.call_in_worker)
         ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
     return ray
