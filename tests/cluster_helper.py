@@ -193,7 +193,7 @@ def no_shared_path(out: Path) -> dict:
     try:
         ex.run_methods(cache, SMOKE, ["concat"], seeds=[0], executor="ray", address=address, log=lambda *_: None)
     except ex.ClusterPathError as exc:
-        return {"error": str(exc), "submitted": counter.n, "runs": sorted(p.name for p in runs.iterdir())}
+        return {"error": str(exc), "submitted": counter.n, "runs": sorted(str(p.relative_to(runs)) for p in runs.rglob("*") if p.is_file())}
     return {"error": None, "submitted": counter.n}
 
 
@@ -215,11 +215,13 @@ def sbatch(out: Path) -> dict:
            "MMGAP_SWEEP": f"{sys.executable} {Path(__file__).resolve()} sweep-on-address {out}"}
     del cache
     t0 = time.monotonic()
-    done = subprocess.run(["bash", str(repo / "scripts" / "slurm" / "mmgap-ray.sbatch")], env=env, cwd=repo,
-                          capture_output=True, text=True, timeout=600)
-    result = json.loads((out / "sweep-on-address.json").read_text()) if (out / "sweep-on-address.json").exists() else {}
-    return {"rc": done.returncode, "stdout": done.stdout[-3000:], "stderr": done.stderr[-3000:],
-            "seconds": time.monotonic() - t0, **result}
+    log = out / "sbatch.log"
+    with log.open("w") as sink:  # a file, not a pipe: Ray's daemons keep their inherited output open
+        done = subprocess.run(["bash", str(repo / "scripts" / "slurm" / "mmgap-ray.sbatch")], env=env, cwd=repo,
+                              stdout=sink, stderr=subprocess.STDOUT, timeout=400)
+    answer = out / "sweep-on-address.json"
+    result = json.loads(answer.read_text()) if answer.exists() else {}
+    return {"rc": done.returncode, "log": log.read_text()[-4000:], "seconds": time.monotonic() - t0, **result}
 
 
 def sweep_on_address(out: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -56,7 +57,11 @@ needs_cluster = [
 
 def _in_namespace(scenario: str, out: Path, timeout: float = 600) -> dict:
     """Run a scenario of cluster_helper.py in a fresh network namespace (loopback only); its result.json."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(HERE)]), "RAY_USAGE_STATS_ENABLED": "0"}
+    # token authentication with a token of this test only (Ray would otherwise write one to ~/.ray/auth_token)
+    home = out / "home"
+    home.mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(HERE)]), "RAY_USAGE_STATS_ENABLED": "0",
+           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "HOME": str(home)}
     env.pop("RAY_ADDRESS", None)
     cmd = f'ip link set lo up && exec "{sys.executable}" "{HERE / "cluster_helper.py"}" {scenario} "{out}"'
     proc = subprocess.Popen(["unshare", "--net", "sh", "-c", cmd], env=env, cwd=ROOT, start_new_session=True)
@@ -106,7 +111,7 @@ def test_a_node_without_the_runs_folder_stops_the_sweep_before_submitting(tmp_pa
     assert result["error"] is not None
     assert "runs folder" in result["error"] and str(tmp_path / "runs-ray") in result["error"]
     assert "MMGAP_RUNS_DIR" in result["error"] and "Nothing was submitted" in result["error"]
-    assert result["submitted"] == 0 and result["runs"] == []  # no run folder, no probe token left behind
+    assert result["submitted"] == 0 and result["runs"] == []  # no run started, no probe token left behind
 
 
 def test_the_sbatch_script_parses():
@@ -120,7 +125,7 @@ def test_the_sbatch_script_parses():
 @_cluster_test
 def test_the_sbatch_script_starts_a_head_and_a_worker_that_run_a_sweep(tmp_path):
     result = _in_namespace("sbatch", tmp_path)
-    assert result["rc"] == 0, result["stdout"] + result["stderr"]
+    assert result["rc"] == 0, result["log"]
     assert result["nodes"] == 2 and result["address"].startswith("127.0.0.1:")
     assert [r["seed"] for r in result["rows"]] == [0, 1] and not any(r["reused"] for r in result["rows"])
 
