@@ -193,7 +193,8 @@ def no_shared_path(out: Path) -> dict:
     try:
         ex.run_methods(cache, SMOKE, ["concat"], seeds=[0], executor="ray", address=address, log=lambda *_: None)
     except ex.ClusterPathError as exc:
-        return {"error": str(exc), "submitted": counter.n, "runs": sorted(str(p.relative_to(runs)) for p in runs.rglob("*") if p.is_file())}
+        files = sorted(str(p.relative_to(runs)) for p in runs.rglob("*") if p.is_file())
+        return {"error": str(exc), "submitted": counter.n, "runs": files}
     return {"error": None, "submitted": counter.n}
 
 
