@@ -189,3 +189,44 @@ def test_the_sweep_notebooks_take_the_engine_and_refuse_bad_values(notebook):
     if _ray_problem() is None:
         ex.check_params(ns, notebook=notebook)
         assert ns["gpus_per_run"] == 0.25  # papermill's text, resolved in place
+
+
+# ------------------------------------------------------------------------------------------------ local faults
+def _dies_once(cache, log, marker: str, seed: int) -> dict:
+    """A job (module level: spawned workers import it by name) whose worker dies the first time it runs."""
+    flag = Path(marker) / f"{seed}.died"
+    if seed == 0 and not flag.exists():
+        flag.write_text("x")
+        os._exit(137)  # as the kernel's OOM killer or a SIGKILL would end it: no exception, no cleanup
+    return {"seed": seed, "pid": os.getpid()}
+
+
+def test_a_local_worker_that_dies_is_replaced_and_its_run_goes_again(tmp_path, monkeypatch):
+    import multiprocessing
+
+    from cluster_helper import tiny_cache
+
+    monkeypatch.setenv("MMGAP_RUNS_DIR", str(tmp_path / "runs"))
+    cache = tiny_cache(tmp_path / "cache")
+    logs: list[str] = []
+    jobs = [(_dies_once, {"marker": str(tmp_path), "seed": s}) for s in range(3)]
+    out = ex.run_jobs(cache, jobs, workers=2, log=logs.append)
+    assert [r["seed"] for r in out] == [0, 1, 2] and (tmp_path / "0.died").exists()
+    assert any("a worker died" in line and "try 1 of 3" in line for line in logs), logs
+    assert multiprocessing.active_children() == []
+
+
+def test_local_gpu_workers_are_spread_over_the_gpus(monkeypatch):
+    """On N GPUs the local pool starts runs_per_gpu workers per GPU; a job naming cuda:k, or one GPU, keeps one."""
+    import torch
+
+    from mmgap.experiments import workers
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    auto = [(_dies_once, {"device": "auto"})] * 3
+    assert workers._gpu_slots(auto, 2, lambda *_: None) == [0, 1, 0, 1]
+    assert workers._gpu_slots(auto, 1, lambda *_: None) == [0, 1]
+    assert workers._gpu_slots([(_dies_once, {"device": "cuda:1"})], 4, lambda *_: None) is None
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert workers._gpu_slots(auto, 1, lambda *_: None) is None  # one GPU, one run: in-process, as before
