@@ -7,7 +7,8 @@ the whole training set (issue 10: fidelity is not traded for speed), which costs
 At each refit (every `refit_every` adaptive epochs) the adaptive stage computes the modality gap of every
 training clip (Eq. 5-7) and fits the two-component mixture (Eq. 8-9). This script warms a model up for one
 epoch, then runs the adaptive stage (Eq. 11) with refits every epoch, twice:
-- ``gap_source="eval"`` (the default, the paper's protocol): each refit is an eval-mode forward pass over the
+- ``gap_source="eval"`` (the default, this code's reading of the paper's "modality gaps of all training
+  samples", see `mmgap.method`): each refit is an eval-mode forward pass over the
   training set plus the mixture fit;
 - ``gap_source="train"``: the gaps recorded during the previous epoch's training steps feed the refit (the
   first refit still makes the eval pass), so a refit is the mixture fit alone.

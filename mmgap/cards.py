@@ -60,6 +60,12 @@ METHOD_SOURCES: dict[str, str] = {
     "dr": "GeWu-Lab/Diagnosing_Relearning_ECCV2024, code/ours.py",
     "opm": "GeWu-Lab/BML_TPAMI2024, code/main.py and code/models/Classifier.py",
     "opm_ogm": "GeWu-Lab/BML_TPAMI2024, code/main.py and code/models/Classifier.py",
+    "mmpareto": "GeWu-Lab/MMPareto_ICML2024, code/MMPareto.py (train_epoch) and code/min_norm_solvers.py",
+    "inforeg": "GeWu-Lab/InfoReg_CVPR2025, main.py (train_epoch)",
+    "smv": "GeWu-Lab/Valuate-and-Enhance-Multimodal-Cooperation, code/sample_level.py (does not start as published: "
+           "implemented from the paper)",
+    "remix": "MatthewMaxy/Remix_ICML2025, train.py (remix, special_train_epoch)",
+    "bss": "njustkmg/IJCAI25-BSS, CREMA-D/train-CL.py (model_evaluate, the curriculum loop)",
 }
 """Where each baseline's formulation and defaults come from (each module's docstring has the detail)."""
 
@@ -83,11 +89,26 @@ AUTHORS_LR: dict[str, tuple[int, int, float, str] | None] = {
     "agm": (10, 30, 0.1, "GeWu-Lab/BalanceBenchmark, configs/global_config.yaml: StepLR(10, 0.1) over 30 epochs "
                         "(lihongcs/AGM is not indexed)"),
     "dr": None,  # code/ours.py parses --lr_decay_step but builds no scheduler: a constant rate
+    "mmpareto": None,  # code/MMPareto.py builds StepLR(30, 0.1) but never steps it: a constant rate
+    "inforeg": (30, 50, 0.1, "GeWu-Lab/InfoReg_CVPR2025, main.py: StepLR(30, 0.1), stepped every epoch, over "
+                             "50 epochs"),
+    "smv": (30, 60, 0.1, "GeWu-Lab/Valuate-and-Enhance-Multimodal-Cooperation, code/sample_level.py: StepLR(30, 0.1) "
+                        "over 60 epochs (with Adam 5e-5 there; SGD here, one optimiser for every method)"),
+    "remix": (30, 60, 0.1, "MatthewMaxy/Remix_ICML2025, train.py: StepLR(30, 0.1) over 60 epochs (with Adam 5e-5 "
+                          "there; SGD here, one optimiser for every method)"),
+    "bss": (70, 120, 0.1, "njustkmg/IJCAI25-BSS, CREMA-D/train-CL.py: StepLR(70, 0.1) over 120 epochs"),
 }
 """Each baseline's learning-rate decay as its authors' training script runs it. At `paper` the step is the same
 fraction of our run as of theirs (70 of 100 epochs -> 70 % of ours), as the methods' windows are."""
 
 AUTHORS_LR_NONE = "GeWu-Lab/Diagnosing_Relearning_ECCV2024, code/ours.py: no scheduler is built (a constant rate)"
+
+AUTHORS_LR_CONSTANT: dict[str, str] = {
+    "dr": AUTHORS_LR_NONE,
+    "mmpareto": "GeWu-Lab/MMPareto_ICML2024, code/MMPareto.py: StepLR(30, 0.1) is built and passed to train_epoch "
+                "but scheduler.step() is never called (a constant rate)",
+}
+"""Where each constant-rate entry of AUTHORS_LR (``None``) comes from."""
 
 AUTHORS_DATASET_PARAMS: dict[str, dict[str, tuple[dict[str, Any], str]]] = {
     "ogm_ge": {
@@ -318,7 +339,8 @@ def protocol_card(preset: Preset, dataset: str, method: str = "ours_prob", seeds
     if not ours and paper and method in AUTHORS_LR:
         plan = AUTHORS_LR[method]
         add("lr schedule", "constant" if plan is None else f"x{t.lr_decay:g} every {t.lr_step} epochs", "authors",
-            AUTHORS_LR_NONE if plan is None else plan[3] + " (the step as the same fraction of our run)")
+            AUTHORS_LR_CONSTANT.get(method, AUTHORS_LR_NONE) if plan is None
+            else plan[3] + " (the step as the same fraction of our run)")
     elif t.lr_schedule == "none":
         add("lr schedule", "constant", "chosen",
             "the demo's calibrated constant rate for every method (data/README.md)" if demo

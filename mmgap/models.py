@@ -182,9 +182,17 @@ class AVClassifier(nn.Module):
         """Features (φ^a [B, 8w], φ^v [B, 8w])."""
         return self.audio_encoder(audio), self.visual_encoder(frames)
 
-    def forward(self, audio: torch.Tensor, frames: torch.Tensor) -> ModelOutput:
-        """Fused and per-modality logits plus features (Eq. 1-2)."""
+    def forward(self, audio: torch.Tensor, frames: torch.Tensor, keep: torch.Tensor | None = None) -> ModelOutput:
+        """Fused and per-modality logits plus features (Eq. 1-2).
+
+        ``keep`` [B, 2] (audio, visual; 1 kept, 0 dropped) zeroes a dropped modality's features before the head,
+        as the sample-level methods' code does (SMV, Remix): the encoders still run (BatchNorm sees every
+        clip), but a dropped modality gets no gradient from that row.
+        """
         feat_a, feat_v = self.encode(audio, frames)
+        if keep is not None:
+            keep = keep.to(feat_a.dtype)
+            feat_a, feat_v = feat_a * keep[:, :1], feat_v * keep[:, 1:2]
         fused, logit_a, logit_v = self.head(feat_a, feat_v)
         return ModelOutput(fused, logit_a, logit_v, feat_a, feat_v)
 

@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.patches import FancyArrowPatch
 from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
@@ -241,8 +242,16 @@ def plot_posteriors(
     ncols = 2 if flags is not None else 1
     fig, axes = plt.subplots(1, ncols, figsize=(5.6 * ncols, 3.9), squeeze=False)
     ax = axes[0, 0]
-    for mask, label, colour in ground_truth_groups(flags, g_hat.size):
+    groups = ground_truth_groups(flags, g_hat.size)
+    for mask, label, colour in groups:
         ax.scatter(g_hat[mask], w1[mask], s=6, alpha=0.55, color=colour, label=f"{label}: Eq. 9")
+    if len(groups) > 1:  # the points share one curve, so each group also gets its own strip of ticks below it
+        for i, (mask, label, colour) in enumerate(groups):
+            y = -0.09 * (i + 1)
+            ax.scatter(g_hat[mask], np.full(int(mask.sum()), y), s=14, marker="|", alpha=0.35, color=colour)
+            ax.text(1.01, y, label, transform=ax.get_yaxis_transform(), fontsize=7, va="center", color=colour)
+        ax.set_ylim(-0.09 * len(groups) - 0.06, 1.05)
+        ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
     curves = {"Eq. 9": w1}
     if w1_monotone is not None:
         w1m = np.asarray(w1_monotone, float).ravel()
@@ -291,6 +300,45 @@ def ground_truth_groups(flags: np.ndarray | None, n: int) -> list[tuple[np.ndarr
         return [(arr == t, f"{t} picture", c) for t, c in TIER_COLOURS.items() if np.any(arr == t)]
     arr = arr.astype(bool)
     return [(~arr, "not imbalanced", "0.55"), (arr, "imbalanced (ground truth)", "C3")]
+
+
+SCORE_STYLES = ("-", "--", "-.", ":")
+
+
+def plot_score_rocs(
+    scores: pd.DataFrame,
+    names: Sequence[str],
+    panels: Sequence[tuple[str, str, tuple[str, ...]]] = (("hard vs clean", "clean", ("hard",)),
+                                                            ("corrupt vs clean", "clean", ("corrupt",))),
+    path: str | Path | None = None,
+) -> plt.Figure:
+    """ROC curves of several per-sample scores on one axis per contrast (default: hard vs clean, corrupt vs
+    clean side by side), AUROC in the legend. ``scores``: one row per clip, a ``tier`` column and one column per
+    name (higher = more imbalanced; `mmgap.sample_scores.per_sample_scores`)."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    tier = scores["tier"].to_numpy()
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), 4.6), squeeze=False)
+    for ax, (title, neg, pos) in zip(axes[0], panels, strict=True):
+        keep = (tier == neg) | np.isin(tier, pos)
+        truth = np.isin(tier[keep], pos)
+        if truth.all() or not truth.any():
+            ax.text(0.5, 0.5, f"ROC undefined: no {'/'.join(pos)} or {neg} clips", ha="center", va="center")
+        else:
+            for i, name in enumerate(names):
+                s = scores[name].to_numpy(dtype=float)[keep]
+                fpr, tpr, _ = roc_curve(truth, s)
+                ax.plot(fpr, tpr, color=f"C{i}", ls=SCORE_STYLES[i % len(SCORE_STYLES)], lw=1.6,
+                        label=f"{name}: {roc_auc_score(truth, s):.3f}")
+            ax.plot([0, 1], [0, 1], ls=":", color="0.5", lw=1, label="chance: 0.500")
+            ax.legend(fontsize=7, title="score: AUROC", title_fontsize=7, loc="lower right")
+        ax.set_xlabel(f"false positive rate (of {neg} clips)")
+        ax.set_ylabel(f"true positive rate (of {'/'.join(pos)} clips)")
+        ax.set_title(title)
+        ax.set_aspect("equal")
+    fig.suptitle("Which per-sample score finds the imbalanced clips? (ROC, AUROC in the legend)")
+    fig.tight_layout()
+    return _finish(fig, path)
 
 
 # --------------------------------------------------------------------------------------------- Fig. 4
@@ -491,18 +539,25 @@ def plot_arm_comparison(
     acc_label: str = "test accuracy (%)",
     path: str | Path | None = None,
     title: str = "From one warm-up, two arms",
+    warmup_shown: int | None = 3,
 ) -> plt.Figure:
     """One panel per metric (`panels`: title -> history key): the shared warm-up, then each arm's epochs.
 
     The warm-up is drawn once in grey; every arm starts from its last epoch, so a difference between the
-    arms is what their losses did after the same starting point.
+    arms is what their losses did after the same starting point. Each panel is zoomed to the arms and the last
+    `warmup_shown` warm-up epochs (None: the whole warm-up; Fig. 6 shows it all), where the differences are.
     """
     if not arms:
         raise ValueError("no arms to plot")
     warm = history_frame(warmup)
     n = len(warm)
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.5), squeeze=False, sharey=True)
-    for ax, (name, key) in zip(axes[0], panels.items(), strict=True):
+    # each panel on its own zoomed axis: the arms differ by a few points, which a shared 0-100 scale hides
+    ncol = min(3, len(panels))
+    nrow = -(-len(panels) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.6 * ncol, 3.6 * nrow), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (name, key) in zip(axes.flat, panels.items(), strict=False):
         if key not in warm.columns:
             raise KeyError(f"history has no {key!r} column (panel {name!r})")
         ax.plot(np.arange(1, n + 1), _as_percent(warm[key]), color="0.5", marker="o", ms=2, label="warm-up")
@@ -512,11 +567,19 @@ def plot_arm_comparison(
             y = np.r_[_as_percent(warm[key]).iloc[-1], _as_percent(df[key])]
             ax.plot(x, y, marker="o", ms=2, color=f"C{i}", label=arm)
         ax.axvline(n + 0.5, color="k", ls="--", lw=0.8)
+        if warmup_shown is not None:  # zoom: x from the last warm-up epochs, y to what is visible there
+            first = max(1, n - warmup_shown + 1)
+            shown = [_as_percent(warm[key]).iloc[first - 1:]]
+            shown += [_as_percent(history_frame(rows)[key]) for rows in arms.values()]
+            lo, hi = float(min(v.min() for v in shown)), float(max(v.max() for v in shown))
+            pad = max(0.5, 0.08 * (hi - lo))
+            ax.set_xlim(first - 0.4, n + max(len(history_frame(r)) for r in arms.values()) + 0.4)
+            ax.set_ylim(lo - pad, hi + pad)
         ax.set_title(name)
-        ax.set_xlabel("epoch")
+        ax.set_xlabel("epoch (both stages, counted from 1)")
+        ax.set_ylabel(acc_label)
         _integer_epochs(ax)
-    axes[0, 0].set_ylabel(acc_label)
-    axes[0, -1].legend(fontsize=8)
+    axes[0, 0].legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     return _finish(fig, path)
@@ -581,3 +644,124 @@ def audio_player(waveform: np.ndarray, sample_rate: int | None) -> Any:
         wave = wave.T  # IPython wants [channels, samples]
     silent = not np.any(np.abs(wave) > 0)  # IPython's normalisation divides by the peak
     return Audio(wave, rate=int(sample_rate), normalize=not silent)
+
+
+# --------------------------------------------------------------------------------------------- the lesson
+def plot_tier_gaps(
+    ends: Mapping[str, Mapping[str, float]],
+    tiers: Sequence[str] = ("clean", "hard", "corrupt"),
+    ylabel: str = "mean raw gap g",
+    path: str | Path | None = None,
+) -> plt.Figure:
+    """Mean gap per visual tier at each end point (e.g. warm-up, adaptive end, control end): a dot per end point.
+
+    `ends` maps a name to ``{tier: mean gap}``. The y axis is zoomed to the values (the differences are small).
+    """
+    if not ends:
+        raise ValueError("no end points to plot")
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    x = np.arange(len(tiers))
+    width = 0.7 / len(ends)
+    for i, (name, per_tier) in enumerate(ends.items()):
+        ys = [per_tier.get(t, np.nan) for t in tiers]
+        ax.plot(x + (i - (len(ends) - 1) / 2) * width, ys, marker="o", ls="none", ms=8, color=f"C{i}", label=name)
+    ax.axhline(0.0, color="0.5", lw=0.8)
+    ax.set_xticks(x, [f"{t} pictures" for t in tiers])
+    ax.set_xlabel("visual tier (ground truth)")
+    ax.set_ylabel(ylabel)
+    ax.set_title("Gap per tier: where each arm ends")
+    ax.legend(fontsize=8, loc="best")
+    return _finish(fig, path)
+
+
+def plot_method_dots(
+    rows: pd.DataFrame,
+    families: Mapping[str, str],
+    family_order: Sequence[str],
+    metrics: Mapping[str, str] | None = None,
+    path: str | Path | None = None,
+    title: str = "Table II on this dataset: mean ± 1 std over seeds",
+) -> plt.Figure:
+    """Table II as a dot plot: one panel per metric, one row per method grouped by family, seeds as faint dots.
+
+    `rows` holds one row per (method, seed) with ``method``, ``label`` and the metric columns (fractions);
+    `families` maps a method to its group, drawn in `family_order` (a method of no listed family goes last).
+    Each panel's axis is zoomed to its own values; a metric absent from `rows` (or all NaN) is skipped.
+    """
+    metrics = dict(metrics or {"acc": "fused accuracy (%)", "acc_v_hard": "visual accuracy, hard tier (%)"})
+    metrics = {k: v for k, v in metrics.items() if k in rows and pd.to_numeric(rows[k], errors="coerce").notna().any()}
+    if rows.empty or not metrics:
+        raise ValueError("no rows or no metric to plot")
+    rank = {f: i for i, f in enumerate(family_order)}
+    first = list(dict.fromkeys(rows["method"]))
+    methods = sorted(first, key=lambda m: (rank.get(families.get(m, ""), len(rank)), first.index(m)))
+    labels = {m: str(rows.loc[rows["method"] == m, "label"].iloc[0]) for m in methods}
+    y = {m: i for i, m in enumerate(methods)}
+    fam_colors = {f: f"C{i}" for i, f in enumerate([*family_order, "other"])}
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics) + 1.6, 0.36 * len(methods) + 1.6),
+                             squeeze=False, sharey=True)
+    for ax, (col, name) in zip(axes[0], metrics.items(), strict=True):
+        for m in methods:
+            vals = 100.0 * pd.to_numeric(rows.loc[rows["method"] == m, col], errors="coerce").dropna()
+            if vals.empty:
+                continue
+            color = fam_colors.get(families.get(m, "other"), "C7")
+            ax.plot(vals, np.full(len(vals), y[m]), "o", ms=3, alpha=0.35, color=color)
+            sd = float(vals.std()) if len(vals) > 1 else 0.0
+            ax.errorbar(float(vals.mean()), y[m], xerr=sd, fmt="o", ms=7, capsize=3, color=color)
+        ax.set_title(name)
+        ax.set_xlabel("test accuracy (%)")
+        ax.grid(axis="y", visible=False)
+    ax0 = axes[0, 0]
+    ax0.set_yticks(list(y.values()), [labels[m] for m in methods])
+    ax0.invert_yaxis()
+    prev = None
+    for m in methods:  # a line between families, the family named at its first row
+        fam = families.get(m, "other")
+        if fam != prev:
+            for ax in axes[0]:
+                if prev is not None:
+                    ax.axhline(y[m] - 0.5, color="0.6", lw=0.8)
+            ax0.annotate(fam, xy=(0, y[m]), xycoords=("axes fraction", "data"), xytext=(-4, 9),
+                         textcoords="offset points", ha="right", fontsize=8, style="italic",
+                         color=fam_colors.get(fam, "C7"))
+            prev = fam
+    fig.suptitle(title)
+    return _finish(fig, path)
+
+
+PIPELINE_STEPS: tuple[tuple[str, str], ...] = (
+    ("clip", "frames + audio"),
+    ("encoders", "$\\varphi^a, \\varphi^v$ (Eq. 1)"),
+    ("branch logits", "$s^a, s^v$: true-class\nconfidences (Eq. 2, 5)"),
+    ("gap", "$g = s^a - s^v$ (Eq. 5)\nor KL form (Eq. 6)"),
+    ("z-score", "$\\hat g$ (Eq. 7)"),
+    ("2-component\nmixture", "$\\pi_k, \\mu_k, \\sigma_k$ (Eq. 8)"),
+    ("posteriors", "$w_0, w_1$ (Eq. 9)"),
+    ("adaptive loss",
+     "$\\alpha w_0 L_f + \\lambda_t(\\beta g^2$\n$+ \\gamma w_1 (g - \\mu_0)^2 + L_a + L_v)$\n(Eq. 11)"),
+)
+"""The boxes of the paper's Fig. 2 (the pipeline), in order: name and what it computes."""
+
+
+def plot_pipeline(steps: Sequence[tuple[str, str]] = PIPELINE_STEPS, path: str | Path | None = None) -> plt.Figure:
+    """The paper's Fig. 2 as a flow of boxes: the warm-up model's outputs to the adaptive loss, with the refit loop."""
+    fig, ax = plt.subplots(figsize=(1.75 * len(steps), 2.6))
+    ax.set_xlim(-0.1, len(steps) - 0.1)
+    ax.set_ylim(-1.35, 0.8)
+    ax.axis("off")
+    for i, (name, what) in enumerate(steps):
+        ax.text(i + 0.4, 0.35, name, ha="center", va="center", fontsize=9, weight="bold",
+                bbox={"boxstyle": "round,pad=0.4", "fc": "#e8f0fa", "ec": "#4c72b0"})
+        ax.text(i + 0.4, -0.3, what, ha="center", va="top", fontsize=7.5)
+        if i < len(steps) - 1:
+            ax.add_patch(FancyArrowPatch((i + 0.78, 0.35), (i + 1.02, 0.35), arrowstyle="-|>", mutation_scale=12,
+                                         lw=1.2, color="0.2"))
+    # the alternating refit: the loss trains the encoders, whose new gaps refit the mixture
+    ax.add_patch(FancyArrowPatch((len(steps) - 0.6, -1.02), (1.4, -1.02), arrowstyle="-|>", mutation_scale=12,
+                                 lw=1.0, color="0.4"))
+    ax.text((len(steps) - 0.6 + 1.4) / 2, -1.1, "train the encoders, then refit the mixture on the new gaps "
+            "(every refit_every epochs, an eval pass over the training set)", ha="center", va="top", fontsize=8,
+            color="0.3")
+    ax.set_title("The method (the paper's Fig. 2): from the branches' confidences to the adaptive loss", fontsize=10)
+    return _finish(fig, path)

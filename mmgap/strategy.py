@@ -2,8 +2,9 @@
 
 The trainer (`mmgap.trainer.Trainer`) owns the loop, the optimizer, evaluation, checkpoints and resume. A
 `Strategy` owns what differs between methods: the loss of a batch, gradient surgery after backward,
-per-epoch work (mixture refits, prototypes, re-initialisation) and, where a method predicts differently,
-inference. Every hook has a no-op default, so a method overrides only what it changes.
+per-epoch work (mixture refits, prototypes, re-initialisation), where a method chooses its samples the
+epoch's `SamplePlan` (which cache rows, in which groups, with which modalities kept), and, where a method
+predicts differently, inference. Every hook has a no-op default, so a method overrides only what it changes.
 
 `Trainer` is the `TrainerView` below: this module names what a strategy may use of the trainer without
 importing it, so the trainer can import this module and nothing imports back.
@@ -12,15 +13,66 @@ importing it, so the trainer can import this module and nothing imports back.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 
 Batch = dict[str, torch.Tensor]
 """A batch: ``audio`` [B, 1, F, T] float, ``frames`` [B, T, 3, H, W] float (normalised), ``label`` [B]
-long, ``index`` [B] long (the sample's row in the feature cache: per-sample weights are looked up by it)."""
+long, ``index`` [B] long (the sample's row in the feature cache: per-sample weights are looked up by it).
+Batches of a `SamplePlan` also carry ``keep`` [B, 2] float: 1 where the audio (column 0) or visual (column 1)
+modality is kept, 0 where its features are zeroed before the shared head (`mmgap.models.AVClassifier`)."""
+
+
+@dataclass(frozen=True)
+class PlanGroup:
+    """Cache rows trained one after another in batches of their own (rows may repeat: extra copies).
+
+    ``keep_audio`` / ``keep_visual``: per row (or one value for all rows) whether that modality is kept; a
+    dropped modality's features are zeroed before the shared head, as the sample-level methods' code does
+    (SMV's ``AVClassifier.forward(drop=...)``, Remix's ``forward(mode=...)``). ``shuffle``: the trainer
+    shuffles the group's rows with a generator of (seed, global epoch, group), so a plan needs no RNG of its
+    own to be reproducible.
+    """
+
+    rows: np.ndarray
+    keep_audio: Any = True
+    keep_visual: Any = True
+    shuffle: bool = True
+
+    def keep(self) -> np.ndarray:
+        """The [n, 2] float32 mask (audio, visual) of the group's rows, 1 = kept."""
+        n = len(self.rows)
+        a = np.broadcast_to(np.asarray(self.keep_audio, dtype=bool), (n,))
+        v = np.broadcast_to(np.asarray(self.keep_visual, dtype=bool), (n,))
+        return np.stack([a, v], axis=1).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class SamplePlan:
+    """One epoch's training data chosen by a strategy: groups trained in order, each in batches of its own."""
+
+    groups: Sequence[PlanGroup] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        for g in self.groups:
+            rows = np.asarray(g.rows)
+            if rows.ndim != 1 or (len(rows) and not np.issubdtype(rows.dtype, np.integer)):
+                raise ValueError(f"a PlanGroup's rows must be a 1-D integer array of cache rows, got {rows!r}")
+            for name in ("keep_audio", "keep_visual"):
+                value = np.asarray(getattr(g, name))
+                if value.ndim not in (0, 1) or (value.ndim == 1 and len(value) != len(rows)):
+                    raise ValueError(f"PlanGroup.{name} must be one bool or one per row ({len(rows)}), got shape "
+                                     f"{value.shape}")
+
+    @property
+    def num_rows(self) -> int:
+        """Rows over all groups (copies counted)."""
+        return sum(len(g.rows) for g in self.groups)
 
 
 class TrainerView(Protocol):
@@ -60,6 +112,15 @@ class Strategy:
 
     def on_epoch_start(self, trainer: TrainerView, epoch: int) -> None:
         """Per-epoch work before the first batch (mixture refit, prototypes, modulation windows)."""
+
+    def sample_plan(self, trainer: TrainerView, epoch: int) -> SamplePlan | None:
+        """The epoch's training rows (after ``on_epoch_start``); None, the default, trains the normal epoch.
+
+        A plan must follow from what a checkpoint restores (the model, this strategy's `state_dict`,
+        ``trainer.generator``), so that a resumed run trains the same rows; the trainer shuffles and augments
+        each group itself (`mmgap.trainer.Trainer.plan_batches`).
+        """
+        return None
 
     def training_step(self, trainer: TrainerView, batch: Batch,
                       epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from mmgap.checkpoint import from_json, load_safe, plain, save_atomic, to_json
 from mmgap.config import Preset, lr_at
+from mmgap.data.dataset import PlanIterable
 from mmgap.data.manifest import TIERS
 from mmgap.device import (
     OnDevice,
@@ -53,7 +54,7 @@ from mmgap.history import best_summary, stage_timings
 from mmgap.metrics import MeanAccumulator, accuracy_by_group, evaluate_logits
 from mmgap.models import ModelOutput, build_model
 from mmgap.progress import progress as progress_bar
-from mmgap.strategy import Batch, Strategy
+from mmgap.strategy import Batch, SamplePlan, Strategy
 
 SPLITS = ("train", "val", "test")
 EVAL_BATCH_FACTOR = 4
@@ -178,11 +179,28 @@ class Trainer:
             batcher.set_epoch(self.epoch)
         return OnDevice(batcher, self.device)
 
+    def plan_batches(self, plan: SamplePlan, train_indices: Any = None) -> Iterable[Batch]:
+        """Training batches of a strategy's `SamplePlan` on the device: its groups in order, each group's rows
+        shuffled and augmented as a function of (seed, global epoch, group) and batched on their own, with the
+        ``keep`` mask. Batch size and drop_last follow `batches` (a group's last incomplete batch is dropped when
+        the group holds at least one full batch)."""
+        allowed = split_rows(self.cache, "train") if train_indices is None else np.asarray(train_indices)
+        for g in plan.groups:
+            bad = np.setdiff1d(np.asarray(g.rows, dtype=np.int64), allowed)
+            if len(bad):
+                raise ValueError(f"the sample plan holds {len(bad)} rows outside the training rows (e.g. {bad[:5]})")
+        idx = None if train_indices is None else np.asarray(train_indices, dtype=np.int64)
+        n = len(allowed)
+        batcher = pooled_batcher(self._batchers, self.cache, "train", True, idx, n >= self.preset.train.batch_size,
+                                 self._batch_size(True), self.seed, self.preset, self._data_path, self.device)
+        return OnDevice(PlanIterable(batcher, plan, self.epoch), self.device)
+
     def forward(self, batch: Batch) -> ModelOutput:
         """The model's ModelOutput for a batch (bf16 autocast on CUDA, outputs cast back to float32)."""
         net = self._compiled if self._compiled is not None else self.model
         with self.autocast():
-            out = net(batch["audio"], batch["frames"])
+            keep = batch.get("keep")  # a SamplePlan's modality mask (absent otherwise)
+            out = net(batch["audio"], batch["frames"]) if keep is None else net(batch["audio"], batch["frames"], keep)
         return float_output(out) if self.amp_dtype is not None else out
 
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -392,7 +410,8 @@ class Trainer:
     ) -> dict[str, Any]:
         """Run `epochs` epochs of `strategy` as stage `stage` (continuing it after a resume); returns its summary.
 
-        Each epoch: ``set_epoch`` on the batcher, ``on_epoch_start``, per batch ``training_step`` ->
+        Each epoch: ``set_epoch`` on the batcher, ``on_epoch_start``, ``sample_plan`` (None: the split's rows;
+        else the plan's groups, `plan_batches`), per batch ``training_step`` ->
         backward -> ``after_backward`` -> step (loss terms summed on the device), ``on_epoch_end``, evaluation on
         val and test, a history row, ``best.pt`` when val accuracy improves (``select_on="val"``; ``"last"``
         keeps the last epoch) and ``last.pt``. A new stage resets the optimizer unless `reset_optimizer` is False.
@@ -443,11 +462,15 @@ class Trainer:
             group["lr"] = lr_at(self.preset.train, self.epoch)
         self.model.train()
         strategy.on_epoch_start(self, e)
+        plan = strategy.sample_plan(self, e)  # None: the normal epoch; a plan's scoring pass is not training time
         self.model.train()
         t_train = time.perf_counter()
         acc = MeanAccumulator()
         n_batches = 0
-        batches = self.batches("train", train=True, indices=train_indices)
+        if plan is None:
+            batches = self.batches("train", train=True, indices=train_indices)
+        else:
+            batches = self.plan_batches(plan, train_indices)
         desc = f"{self.stage} {e + 1}/{epochs}"
         for batch in progress_bar(batches, desc=desc, leave=False, disable=not self.progress, mininterval=1.0):
             self.optimizer.zero_grad(set_to_none=True)

@@ -680,7 +680,8 @@ def test_opm_drop_probability_and_rescaling():
 def test_registry():
     assert baselines.NAMES[:3] == ("audio_only", "visual_only", "concat")  # unimodal references first
     assert set(baselines.NAMES) == {"audio_only", "visual_only", "concat", "g_blending", "ogm_ge", "pmr",
-                                    "mmcosine", "agm", "mla", "dr", "opm", "opm_ogm"}
+                                    "mmcosine", "agm", "mla", "dr", "opm", "opm_ogm", "mmpareto", "inforeg",
+                                    "smv", "remix", "bss"}
     assert (baselines.LABELS["audio_only"], baselines.LABELS["visual_only"]) == ("Audio only", "Visual only")
     assert isinstance(baselines.get("OPM&OGM"), baselines.OPMOGMStrategy)
     assert baselines.get("ogm_ge", alpha=0.3).alpha == 0.3
@@ -753,6 +754,10 @@ def test_schedules_scale_with_the_run():
         "dr": {"reinit_period": 4, "reinit_after_epochs": [4, 8, 12]},
         "opm": {"modulation_starts": 2},
         "opm_ogm": {"modulation_starts": 2, "ogm_starts": 2, "ogm_ends": 12},
+        "inforeg": {"trace_window": 4},
+        "smv": {"warmup_epochs": 2},
+        "remix": {"warmup_epochs": 3},
+        "bss": {"grow_epochs": 7},
     }
     # At the authors' own run lengths the authors' numbers come back.
     assert baselines.schedules(100, ["ogm_ge"])["ogm_ge"] == {"modulation_starts": 0, "modulation_ends": 50}
@@ -761,6 +766,8 @@ def test_schedules_scale_with_the_run():
     assert baselines.schedules(150, ["pmr"])["pmr"] == {"modulation_starts": 0, "modulation_ends": 100}
     assert baselines.schedules(70, ["g_blending"])["g_blending"] == {"super_epoch": 10}
     assert baselines.schedules(90, ["dr"])["dr"]["reinit_after_epochs"] == [20, 40, 60]
+    assert baselines.schedules(60, ["smv", "remix"]) == {"smv": {"warmup_epochs": 5}, "remix": {"warmup_epochs": 10}}
+    assert baselines.schedules(120, ["bss"])["bss"] == {"grow_epochs": 40}
     assert baselines.schedules(20, ["concat", "mla", "ours_prob"]) == {}
     # setup resolves the schedule for the trainer's stage budget.
     tr = FakeTrainer()

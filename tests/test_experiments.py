@@ -142,14 +142,16 @@ def test_describe_purification_counts_clear_gains():
 def test_describe_ablations_names_the_best_row():
     full = ex.AdaptiveSetting().key
     rows = pd.DataFrame(
-        [{"table": "VI", "row": "0.95", "setting": full, "seed": s, "acc": a, "warmup_acc": 0.75}
+        [{"table": "VI", "row": "0.95", "setting": full, "seed": s, "acc": a, "warm_acc": 0.75}
          for s, a in enumerate([0.8, 0.82])]
         + [{"table": "VI", "row": "1.00", "setting": "x", "seed": s, "acc": a} for s, a in enumerate([0.7, 0.71])]
     )
     text = ex.describe_ablations(rows, full)
     assert "1.00: 70.50 % (-10.50 points, worse than the full model)" in text
     assert "best row: 0.95 (the full model)" in text
-    assert "Its warm-up alone (Eq. 10, before the adaptive stage): 75.00 ± 0.00 %." in text
+    # the warm-up's last epoch, where the adaptive stage starts, and the gain over it
+    assert ("Its warm-up alone (Eq. 10), at the last warm-up epoch where both stages meet: 75.00 ± 0.00 %; "
+            "the full model adds +6.00 points to its own start.") in text
 
 
 # ------------------------------------------------------------------------------------------------ real runs
@@ -226,14 +228,15 @@ def test_phenomena_table_pairs_seeds_and_states_the_verdict():
                         + [arm("ctrl", s, 0.35 + 0.01 * s, 0.30 - 0.02 * s, False) for s in range(3)])
     table = ex.phenomena_table(rows, "full", "ctrl").set_index("quantity")
     # π1: adaptive ends 0.05 below the control on every seed (std 0): a clear effect in the expected direction
-    assert table.loc["π1, imbalanced weight", "verdict"] == "as the paper expects"
+    assert table.loc["π1, imbalanced weight", "verdict"] == "as the paper expects (from its start and vs the control)"
+    assert table.loc["π1, imbalanced weight", "adaptive − start"] == "-0.09 ± 0.01"
     assert table.loc["π1, imbalanced weight", "adaptive − control"] == "-0.05 ± 0.00"
     assert table.loc["π1, imbalanced weight", "start (warm-up)"] == "0.40 ± 0.00"
     # hard-tier visual accuracy: +10, +13, +16 points (mean 13, std 3): clear
     assert table.loc["visual acc., hard (%)", "adaptive − control"] == "13.00 ± 3.00"
-    assert table.loc["visual acc., hard (%)", "verdict"] == "as the paper expects"
+    assert table.loc["visual acc., hard (%)", "verdict"] == "as the paper expects (from its start and vs the control)"
     # identical ends: no difference, within the spread
-    assert table.loc["visual acc. (%)", "verdict"] == "within the seed spread"
+    assert table.loc["visual acc. (%)", "verdict"] == "within the seed spread of the control"
     assert ex.phenomena_table(rows, "full", "other").empty
     # arms measured with different gaps: their mixtures are not compared, their accuracies still are
     mixed = rows.assign(gap=["prob"] * 3 + ["kl"] * 3)

@@ -269,8 +269,13 @@ def test_03_gap_fitting(course: SimpleNamespace) -> None:
     assert len(bic) == 6 and set(bic["mixture"]) == {"gmm", "smm", "lmm"}
     assert len(m["most_imbalanced"]) == 4 + 1  # top_k + the most balanced clip
     assert m["most_imbalanced"][0]["w1"] >= m["most_imbalanced"][-1]["w1"]
-    for fig in ("fig3_gap_mixture", "posteriors", "confidence_scatter", "clip_1"):
+    for fig in ("fig3_gap_mixture", "posteriors", "confidence_scatter", "clip_1", "score_rocs"):
         _png(run / f"{fig}.png")
+    scores = pd.read_csv(run / "table_scores.csv")  # every method's per-sample score, graded on the ground truth
+    assert len(scores) == len(m["sample_scores"]) == 7 and scores["score"].iloc[0] == "w1 (Eq. 9)"
+    for r in m["sample_scores"]:
+        _frac(r["AUROC hard vs clean"])
+        _frac(r["AUROC corrupt vs clean"])
 
 
 def _adaptive_run(runs: Path) -> Path:
@@ -295,6 +300,12 @@ def test_04_adaptive(course: SimpleNamespace) -> None:
                                    "visual acc., hard (%) rises"}
     for v in m["phenomena"].values():
         assert set(v) == {"vs_start", "vs_control", "start", "adaptive_end", "control_end"}
+    # every verdict names its epoch, the same on both sides; the "why" section's facts are stored
+    assert {v["epoch"] for v in m["verdicts"]} == {"last", "selected"}
+    assert all(v["verdict (one seed)"] for v in m["verdicts"])
+    assert {"audio_saturated", "w1_on_corrupt_more_than_hard", "balanced_off_peak", "noise_points"} <= set(
+        m["why"]["findings"])
+    assert [r["tier"] for r in m["why"]["posterior"]] == ["all", "clean", "hard", "corrupt"]
     # the two arms are the shared runs of notebooks 05 and 07, from one warm-up
     assert "/adaptive/full-sgd-reset-gmm-prob-rho0.95-" in m["run_dir"]
     assert "/adaptive/control-sgd-reset-gmm-prob-" in m["control_run_dir"]
@@ -302,8 +313,27 @@ def test_04_adaptive(course: SimpleNamespace) -> None:
     table = pd.read_csv(run / "table_adaptive_vs_control.csv")
     assert table.loc[1, "acc"] == pytest.approx(100 * m["accuracy"], abs=0.01)
     assert len(table) == 5 and "visual acc, hard" in table.columns
-    for fig in ("fig4_tsne", "fig5_gap_evolution", "fig6_stage_accuracy", "fig6b_adaptive_vs_control"):
+    for fig in ("fig4_tsne", "fig4b_tsne_visual_three_models", "fig5_gap_evolution", "fig5b_gap_per_tier",
+                "fig6_stage_accuracy", "fig6b_adaptive_vs_control"):
         _png(run / f"{fig}.png")
+
+
+@pytest.mark.slow
+def test_answer_keys_run_on_the_smoke_course(course: SimpleNamespace) -> None:
+    """Every "Try this" key runs on the smoke course's runs; those whose runs the course makes are ready."""
+    from mmgap import answers
+
+    for name in ("02_warmup", "03_gap_fitting", "04_adaptive"):
+        _run_folder(course, name)
+    runs = answers.Runs("smoke", course.runs)
+    out = {ex.key.__name__: ans for ex, ans in answers.answer_all(runs)}
+    assert len(out) == len(answers.EXERCISES)
+    for key in ("_01_reuse", "_02_lv", "_02_tier", "_03_family", "_03_tier", "_03_kl", "_04_gamma", "_04_monotone",
+                "_05_seeds", "_06_taus", "_07_visual"):
+        assert out[key].ready, (key, out[key].text)
+    assert not out["_04_refit"].ready and "-p refit_every 3" in out["_04_refit"].text
+    page = answers.claims_vs_findings(runs)
+    assert "not run yet" not in page.split("Table II")[0]  # 03 and 05 ran: the first claims are answered
 
 
 def _sweep_metrics(course: SimpleNamespace, name: str) -> tuple[Path, dict[str, Any]]:
@@ -329,6 +359,8 @@ def test_05_ablations(course: SimpleNamespace) -> None:
     assert m["phenomena_vs_control"] and all(r["verdict"] for r in m["phenomena_vs_control"])
     assert (table["n"] == 2).all() and table["Accuracy (%)"].str.contains(" ± ").all()  # mean ± std over 2 seeds
     _png(run / "ablations.png")
+    scores = pd.read_csv(run / "table_sample_scores.csv")  # the per-sample scores graded on each seed's warm-up
+    assert len(scores) == len(m["sample_scores"]) == 7 and scores["AUROC hard vs clean"].str.contains(" ± ").all()
 
 
 @pytest.mark.slow

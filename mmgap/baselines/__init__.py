@@ -21,14 +21,19 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from mmgap.baselines.agm import AGMStrategy
+from mmgap.baselines.bss import BSSStrategy
 from mmgap.baselines.concat import ConcatStrategy
 from mmgap.baselines.dr import DRStrategy
 from mmgap.baselines.gblending import GBlendingStrategy
+from mmgap.baselines.inforeg import InfoRegStrategy
 from mmgap.baselines.mla import MLAStrategy
 from mmgap.baselines.mmcosine import MMCosineStrategy
+from mmgap.baselines.mmpareto import MMParetoStrategy
 from mmgap.baselines.ogm_ge import OGMGEStrategy
 from mmgap.baselines.opm import OPMOGMStrategy, OPMStrategy
 from mmgap.baselines.pmr import PMRStrategy
+from mmgap.baselines.remix import RemixStrategy
+from mmgap.baselines.smv import SMVStrategy
 from mmgap.baselines.unimodal import AudioOnlyStrategy, VisualOnlyStrategy
 from mmgap.strategy import Strategy
 
@@ -45,6 +50,11 @@ _REGISTRY: dict[str, Callable[..., Strategy]] = {
     "dr": DRStrategy,
     "opm": OPMStrategy,
     "opm_ogm": OPMOGMStrategy,
+    "mmpareto": MMParetoStrategy,
+    "inforeg": InfoRegStrategy,
+    "smv": SMVStrategy,
+    "remix": RemixStrategy,
+    "bss": BSSStrategy,
 }
 
 NAMES: tuple[str, ...] = tuple(_REGISTRY)
@@ -67,6 +77,11 @@ LABELS: dict[str, str] = {
     "dr": "D&R",
     "opm": "OPM",
     "opm_ogm": "OPM&OGM",
+    "mmpareto": "MMPareto",
+    "inforeg": "InfoReg",
+    "smv": "SMV",
+    "remix": "Data Remixing",
+    "bss": "BSS",
     "ours_prob": "Ours (Prob Gap)",
     "ours_kl": "Ours (KL Gap)",
 }
@@ -76,7 +91,8 @@ FAMILIES: dict[str, str] = {
     "audio_only": "reference", "visual_only": "reference", "concat": "reference",
     "g_blending": "modality-level", "ogm_ge": "modality-level", "pmr": "modality-level",
     "mmcosine": "modality-level", "agm": "modality-level", "mla": "modality-level", "dr": "modality-level",
-    "opm": "modality-level", "opm_ogm": "modality-level",
+    "opm": "modality-level", "opm_ogm": "modality-level", "mmpareto": "modality-level", "inforeg": "modality-level",
+    "smv": "sample-level", "remix": "sample-level", "bss": "sample-level",
     "control": "control", "ours_prob": "ours", "ours_kl": "ours",
 }
 """Table II's groups: the references (unimodal and plain concat), methods that balance per modality (one
@@ -107,8 +123,9 @@ def get(name: str, **kwargs: Any) -> Strategy:
 def schedules(epochs: int, names: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
     """Effective epoch windows and periods of each named baseline (default: all) for a run of ``epochs``.
 
-    Only methods with a schedule appear (G-Blending, OGM-GE, PMR, AGM, D&R, OPM, OPM&OGM), each with the values
-    its `schedule` method resolves from its defaults. Epochs count from 0; windows are inclusive.
+    Only methods with a schedule appear (G-Blending, OGM-GE, PMR, AGM, D&R, OPM, OPM&OGM, InfoReg, SMV, Remix,
+    BSS), each with the values its `schedule` method resolves from its defaults. Epochs count from 0; windows
+    are inclusive.
     """
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
@@ -122,4 +139,5 @@ def schedules(epochs: int, names: Sequence[str] | None = None) -> dict[str, dict
     return out
 
 
-__all__ = ["NAMES", "TWO_STAGE", "LABELS", "FAMILIES", "FAMILY_ORDER", "get", "schedules"] + [cls.__name__ for cls in _REGISTRY.values()]
+__all__ = ["NAMES", "TWO_STAGE", "LABELS", "FAMILIES", "FAMILY_ORDER", "get", "schedules"] + [
+    cls.__name__ for cls in _REGISTRY.values()]

@@ -163,17 +163,31 @@ class TensorBatcher:
         gen = epoch_generator(self.seed, self.epoch)
         n = self.num_samples
         order = torch.randperm(n, generator=gen) if self.train else torch.arange(n)
+        yield from self._batches(order, gen, len(self))
+
+    def _batches(self, order: torch.Tensor, gen: torch.Generator, count: int,
+                 keep: torch.Tensor | None = None) -> Iterator[Batch]:
+        """``count`` batches of the positions ``order`` (augmented from ``gen`` in training), with ``keep``."""
         order_dev = order.to(self.device, non_blocking=True)  # one copy per epoch, sliced per batch
-        for i in range(len(self)):
+        for i in range(count):
             part = slice(i * self.batch_size, (i + 1) * self.batch_size)
             sel = order_dev[part]
-            yield {
+            batch = {
                 "audio": self.audio[sel],
                 "frames": transform_frames(self.frames, self.num_frames, self.image_size, self.train, gen,
                                            rows=order[part]),
                 "label": self.labels[sel],
                 "index": self.index[sel],
             }
+            if keep is not None:
+                batch["keep"] = keep[part].to(self.device, non_blocking=True)
+            yield batch
+
+    def plan_batches(self, rows: np.ndarray, keep: torch.Tensor, gen: torch.Generator,
+                     drop_last: bool) -> Iterator[Batch]:
+        """Batches of cache ``rows`` in this order (repeats allowed) with their [n, 2] ``keep`` masks."""
+        pos = torch.from_numpy(positions_of(self.rows, rows))
+        yield from self._batches(pos, gen, batch_count(len(rows), self.batch_size, drop_last), keep)
 
 
 class AVDataset(Dataset):
@@ -248,6 +262,75 @@ class AVLoader:
 
     def __iter__(self) -> Iterator[Batch]:
         return iter(self.loader)
+
+    def plan_batches(self, rows: np.ndarray, keep: torch.Tensor, gen: torch.Generator,
+                     drop_last: bool) -> Iterator[Batch]:
+        """Batches of cache ``rows`` in this order (repeats allowed) with their ``keep`` masks (per-item path:
+        augmentation is the dataset's function of (seed, epoch, row), so ``gen`` is not used and the copies of
+        a row share its augmentation in an epoch)."""
+        pos = positions_of(self.dataset.rows, rows).tolist()
+        bs = self.loader.batch_size
+        count = batch_count(len(pos), bs, drop_last)
+        sampler = [pos[i * bs:(i + 1) * bs] for i in range(count)]
+        loader = DataLoader(self.dataset, batch_sampler=sampler, num_workers=self.loader.num_workers,
+                            pin_memory=self.loader.pin_memory)
+        for i, batch in enumerate(loader):
+            batch["keep"] = keep[i * bs:(i + 1) * bs]
+            yield batch
+
+
+def batch_count(n: int, batch_size: int, drop_last: bool) -> int:
+    """Batches of ``n`` rows: the last incomplete one dropped with ``drop_last``."""
+    return n // batch_size if drop_last else math.ceil(n / batch_size)
+
+
+def positions_of(stored: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Positions in ``stored`` (a batcher's cache rows, each once) of ``rows`` (cache rows, repeats allowed)."""
+    stored = np.asarray(stored, dtype=np.int64)
+    rows = np.asarray(rows, dtype=np.int64)
+    sorter = np.argsort(stored, kind="stable")
+    at = np.searchsorted(stored, rows, sorter=sorter).clip(0, max(len(stored) - 1, 0))
+    pos = sorter[at] if len(stored) else at
+    if len(rows) and not np.array_equal(stored[pos], rows):
+        missing = np.setdiff1d(rows, stored)
+        raise ValueError(f"{len(missing)} plan rows are not rows of this batcher (e.g. {missing[:5]})")
+    return pos.astype(np.int64)
+
+
+PLAN_SALT = 1 << 40
+"""Salt of a plan group's generator (group g uses PLAN_SALT + g), apart from the per-item loader's row salts."""
+
+
+class PlanIterable:
+    """The batches of a `mmgap.strategy.SamplePlan` for one epoch from a training batcher (either path).
+
+    Group g's rows are shuffled (when asked) and augmented from ``epoch_generator(seed, epoch, PLAN_SALT + g)``:
+    a pure function of (seed, global epoch, plan), as bit-identical resume needs.
+    """
+
+    def __init__(self, batcher: Any, plan: Any, epoch: int) -> None:
+        self.batcher, self.plan, self.epoch = batcher, plan, int(epoch)
+        self.batch_size = int(batcher.batch_size if hasattr(batcher, "batch_size") else batcher.loader.batch_size)
+
+    def _drop_last(self, n: int) -> bool:
+        return n >= self.batch_size  # a lone short batch is kept (a group smaller than one batch still trains)
+
+    def __len__(self) -> int:
+        return sum(batch_count(len(g.rows), self.batch_size, self._drop_last(len(g.rows))) for g in self.plan.groups)
+
+    def __iter__(self) -> Iterator[Batch]:
+        if hasattr(self.batcher, "set_epoch"):
+            self.batcher.set_epoch(self.epoch)
+        seed = int(self.batcher.seed if hasattr(self.batcher, "seed") else self.batcher.dataset.seed)
+        for g, group in enumerate(self.plan.groups):
+            n = len(group.rows)
+            if n == 0:
+                continue
+            gen = epoch_generator(seed, self.epoch, PLAN_SALT + g)
+            perm = (torch.randperm(n, generator=gen) if group.shuffle else torch.arange(n)).numpy()
+            rows = np.asarray(group.rows, dtype=np.int64)[perm]
+            keep = torch.from_numpy(group.keep()[perm])
+            yield from self.batcher.plan_batches(rows, keep, gen, self._drop_last(n))
 
 
 def make_loader(cache: FeatureCache, split: str, batch_size: int, train: bool, num_frames: int, image_size: int,

@@ -45,12 +45,18 @@ from mmgap.experiments.params import (
     notebook_parameters,
 )
 from mmgap.experiments.reporting import (
+    FAMILY_LABELS,
     METRIC_LABELS,
     PHENOMENA,
     compare,
     describe_ablations,
+    describe_group_verdicts,
     describe_purification,
     failures,
+    family_of,
+    group_verdicts,
+    grouped_rows,
+    grouped_table,
     phenomena_table,
     plot_method_bars,
     purification_table,
@@ -143,6 +149,13 @@ __all__ = [
     # sweeps
     "ensure_warmups", "run_ablations", "run_arms", "run_methods", "run_missing", "run_purification",
     # reporting
-    "METRIC_LABELS", "PHENOMENA", "compare", "describe_ablations", "describe_purification", "failures",
+    "FAMILY_LABELS", "METRIC_LABELS", "PHENOMENA", "compare", "describe_ablations", "describe_group_verdicts",
+    "describe_purification", "failures", "family_of", "group_verdicts", "grouped_rows", "grouped_table",
     "phenomena_table", "plot_method_bars", "purification_table", "table_of", "verdict",
 ]
+
+# the course's own explanation (notebooks 04-05): why the method does or does not help, and single-seed verdicts
+from mmgap.experiments import explain  # noqa: E402
+from mmgap.experiments.reporting import arm_verdicts, resplit  # noqa: E402
+
+__all__ += ["explain", "arm_verdicts", "resplit"]

@@ -8,15 +8,15 @@ and a single seed makes no claim.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from mmgap import atomic
+from mmgap import atomic, baselines
 from mmgap.data.manifest import TIERS
-from mmgap.experiments.settings import OURS, UNIMODAL, method_label
+from mmgap.experiments.settings import CONTROL, OURS, UNIMODAL, method_label
 from mmgap.results import format_mean_std, mean_std_table
 
 METRIC_LABELS = {"acc": "Accuracy (%)", "f1": "Macro F1 (%)", "acc_a": "Audio acc. (%)",
@@ -113,6 +113,110 @@ def verdict(rows: pd.DataFrame, ours: Sequence[str] = tuple(OURS),
     return "\n".join(lines)
 
 
+FAMILY_LABELS = {"reference": "References", "modality-level": "Modality-level", "sample-level": "Sample-level",
+                 "control": "Control", "ours": "Ours"}
+"""Table II's group headings, by `mmgap.baselines.FAMILIES` value (in `mmgap.baselines.FAMILY_ORDER`)."""
+
+
+def family_of(method: str) -> str:
+    """A Table II method's group (`mmgap.baselines.FAMILIES`; the control arm is its own group)."""
+    family = "control" if method == CONTROL else baselines.FAMILIES.get(method)
+    if family is None:
+        raise ValueError(f"method {method!r} has no group in mmgap.baselines.FAMILIES: add it there "
+                         f"(one of {', '.join(baselines.FAMILY_ORDER)})")
+    return family
+
+
+def grouped_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """The per-seed rows with a ``family`` column, ordered by group (FAMILY_ORDER), then as the sweep ran."""
+    df = rows.copy()
+    df["family"] = [family_of(m) for m in df["method"]]
+    rank = {f: i for i, f in enumerate(baselines.FAMILY_ORDER)}
+    return df.sort_values("family", key=lambda col: col.map(rank), kind="stable").reset_index(drop=True)
+
+
+def grouped_table(rows: pd.DataFrame, metrics: Sequence[str] = ("acc", "f1")) -> pd.DataFrame:
+    """Table II: mean ± std over seeds in percent, one row per method, grouped (``family``: its heading)."""
+    table = table_of(grouped_rows(rows), ["family", "label"], metrics)
+    table["family"] = table["family"].map(FAMILY_LABELS)
+    return table
+
+
+def group_verdicts(rows: pd.DataFrame, ours: Sequence[str] = tuple(OURS),
+                   metrics: Sequence[str] = ("acc", "f1")) -> pd.DataFrame:
+    """Ours at its best against the best row of every other group, per metric (differences in points).
+
+    The best row of a group and ours' best are chosen by mean over seeds. Against the control, which starts
+    from the same warm-up checkpoint per seed, the comparison is paired: the mean and std of the per-seed
+    differences; against the other groups, the difference of means and the larger of the two stds. A
+    difference is ``clear`` only when it exceeds that spread, and two seeds are the least for any claim.
+    """
+    df = grouped_rows(rows)
+    if "error" in df:
+        df = df[df["error"].isna()]
+    out: list[dict[str, Any]] = []
+    mine = df[df["method"].isin(ours)]
+    if mine.empty:
+        return pd.DataFrame(out)
+    for metric in metrics:
+        stats = df.groupby("method", sort=False)[metric].agg(["mean", "std", "count"])
+        o = stats.loc[mine["method"].unique()].sort_values("mean", ascending=False, kind="stable")
+        bo = o.index[0]
+        for family in baselines.FAMILY_ORDER:
+            members = df.loc[df["family"] == family, "method"].unique()
+            members = [m for m in members if m not in ours]
+            if not members:
+                continue
+            b = stats.loc[members].sort_values("mean", ascending=False, kind="stable")
+            bb = b.index[0]
+            paired = family == "control"
+            if paired:
+                a = df[df["method"] == bo].set_index("seed")[metric]
+                c = df[df["method"] == bb].set_index("seed")[metric]
+                d = 100.0 * (a - c).dropna()
+                diff, spread, n = float(d.mean()), _nz(d.std()), int(len(d))
+            else:
+                diff = 100.0 * (o.loc[bo, "mean"] - b.loc[bb, "mean"])
+                spread = 100.0 * max(_nz(o.loc[bo, "std"]), _nz(b.loc[bb, "std"]))
+                n = int(min(o.loc[bo, "count"], b.loc[bb, "count"]))
+            kind = compare(diff, spread, n)
+            word = {"one seed": "one seed, no claim", "tie": "within the seed spread: a tie",
+                    "clear": "ours better" if diff > 0 else "ours worse"}[kind]
+            out.append({"metric": metric, "group": FAMILY_LABELS[family], "best of group": method_label(bb),
+                        "group mean": 100.0 * b.loc[bb, "mean"], "group std": 100.0 * _nz(b.loc[bb, "std"]),
+                        "ours": method_label(bo), "ours mean": 100.0 * o.loc[bo, "mean"],
+                        "ours std": 100.0 * _nz(o.loc[bo, "std"]), "difference": diff, "spread": spread,
+                        "paired": paired, "n": n, "verdict": word})
+    return pd.DataFrame(out)
+
+
+def describe_group_verdicts(table: pd.DataFrame, rows: pd.DataFrame | None = None) -> str:
+    """`group_verdicts` in words, one line per (metric, group), with the failed runs and the noise caveat."""
+    lines = [] if rows is None else [f"FAILED runs, left out of every mean below: {line}"
+                                     for line in failures(rows).splitlines()]
+    if table.empty:
+        return "\n".join([*lines, "Ours was not among the runs (or every run of it failed): no verdict."])
+    for metric, part in table.groupby("metric", sort=False):
+        first = part.iloc[0]
+        name = METRIC_LABELS.get(str(metric), str(metric)).replace(" (%)", "")
+        lines.append(f"{name}: ours at its best, {first['ours']}, "
+                     f"{format_mean_std(first['ours mean'], first['ours std'])} %, against the best row of each group:")
+        for _, r in part.iterrows():
+            how = "paired over seeds (same warm-up), std of the differences" if r["paired"] else "larger std"
+            lines.append(f"  {r['group']}: {r['best of group']} {format_mean_std(r['group mean'], r['group std'])} %,"
+                         f" ours {r['difference']:+.2f} points (spread {r['spread']:.2f}, {how}; n = {r['n']}): "
+                         f"{r['verdict']}")
+    absent = [FAMILY_LABELS[f] for f in baselines.FAMILY_ORDER
+              if f != "ours" and FAMILY_LABELS[f] not in set(table["group"])]
+    if absent:
+        lines.append(f"No row of this run in: {', '.join(absent)} (not run, or every run failed).")
+    n = int(table["n"].min())
+    lines.append(f"Noise: {n} seed{'s' if n != 1 else ''} per row. A difference counts only when it exceeds the "
+                 "seed-to-seed spread; with so few seeds the std is itself a rough estimate, so 'a tie' means the "
+                 "runs cannot tell the two apart, not that they are equal.")
+    return "\n".join(lines)
+
+
 def compare(diff: float, spread: float, n: int) -> str:
     """'clear' when |diff| exceeds the seed spread (both in points), else 'tie'; 'one seed' for n < 2."""
     if n < 2:
@@ -128,11 +232,13 @@ def describe_ablations(rows: pd.DataFrame, full_key: str) -> str:
     f_mean, f_std = 100 * full.mean(), 100 * _nz(full.std())
     lines = [f"Full model: test accuracy {format_mean_std(f_mean, 100 * full.std())} % "
              f"over {len(full)} seed(s)."]
-    warm = pd.to_numeric(rows[rows["setting"] == full_key].drop_duplicates("seed").get("warmup_acc"),
-                         errors="coerce").dropna() if "warmup_acc" in rows else pd.Series(dtype=float)
+    start = "warm_acc" if "warm_acc" in rows else None  # the last warm-up epoch: where every arm starts
+    warm = (pd.to_numeric(rows[rows["setting"] == full_key].drop_duplicates("seed")[start], errors="coerce").dropna()
+            if start else pd.Series(dtype=float))
     if len(warm):
-        lines.append(f"Its warm-up alone (Eq. 10, before the adaptive stage): "
-                     f"{format_mean_std(100 * warm.mean(), 100 * warm.std())} %.")
+        lines.append(f"Its warm-up alone (Eq. 10), at the last warm-up epoch where both stages meet: "
+                     f"{format_mean_std(100 * warm.mean(), 100 * warm.std())} %; the full model adds "
+                     f"{100 * (full.mean() - warm.mean()):+.2f} points to its own start.")
     for table in dict.fromkeys(rows["table"]):
         part = rows[rows["table"] == table]
         stats = part.groupby("row", sort=False).agg(setting=("setting", "first"), mean=("acc", "mean"),
@@ -146,7 +252,13 @@ def describe_ablations(rows: pd.DataFrame, full_key: str) -> str:
             kind = compare(diff, spread, int(min(st["n"], len(full))))
             word = {"tie": "within the seed spread", "one seed": "one seed only, no claim",
                     "clear": "better than the full model" if diff > 0 else "worse than the full model"}[kind]
-            lines.append(f"  {label}: {100 * st['mean']:.2f} % ({diff:+.2f} points, {word})")
+            own = ""
+            if start:  # each arm against its own starting point (an Adam row starts from an Adam warm-up)
+                runs = part[part["row"] == label]
+                gain = 100 * (runs["acc"] - pd.to_numeric(runs[start], errors="coerce")).mean()
+                if math.isfinite(gain):
+                    own = f"; {gain:+.2f} points from its own start"
+            lines.append(f"  {label}: {100 * st['mean']:.2f} % ({diff:+.2f} points, {word}{own})")
         top = stats[stats["mean"] == stats["mean"].max()]
         if len(top) > 1:
             lines.append(f"  best rows (tied): {', '.join(map(str, top.index))}")
@@ -171,11 +283,42 @@ PHENOMENA: tuple[tuple[str, str, str, str, float], ...] = (
 labelled components) and the test accuracy of the last epoch, against the warm-up's and the control's."""
 
 
+COMPONENT_COLUMNS = ("start_pi1", "start_mu1_raw", "start_mu_sep")
+"""PHENOMENA rows read from the mixture's components: comparable only while the labelling is stable (`resplit`)."""
+
+
+def resplit(start_pi1: float, end_pi1: float, start_mu0: float, start_mu1: float, end_mu0: float,
+            end_mu1: float) -> bool:
+    """Whether the two mixture components changed identity between two fits (Eq. 8), so π1, μ1 are not comparable.
+
+    They re-split when the imbalanced weight crosses one half (the minority component became the majority, or
+    back) or when either end mean lies nearer the other start mean than its own (the components swapped).
+    """
+    vals = (start_pi1, end_pi1, start_mu0, start_mu1, end_mu0, end_mu1)
+    if any(v is None or not math.isfinite(float(v)) for v in vals):
+        return False
+    crossed = (start_pi1 - 0.5) * (end_pi1 - 0.5) < 0
+    swapped = (abs(end_mu0 - start_mu0) > abs(end_mu0 - start_mu1)
+               or abs(end_mu1 - start_mu1) > abs(end_mu1 - start_mu0))
+    return bool(crossed or swapped)
+
+
+def _resplit_of(r: Any) -> bool:
+    """`resplit` from a run's row (``start_*``/``end_*`` fields of `phenomena_fields`)."""
+    keys = ("start_pi1", "end_pi1", "start_mu0_raw", "start_mu1_raw", "end_mu0_raw", "end_mu1_raw")
+    if not all(k in r for k in keys):
+        return False
+    return resplit(*(float(r[k]) if r[k] is not None else float("nan") for k in keys))
+
+
 def phenomena_table(rows: pd.DataFrame, full_key: str, control_key: str) -> pd.DataFrame:
     """Adaptive (`full_key`) vs control (`control_key`) over seeds: start, ends, paired difference, verdict.
 
     Both arms of a seed start from the same warm-up, so the start values are the adaptive run's and the
-    comparison is paired: a difference counts as clear when its mean over seeds exceeds its std.
+    comparison is paired: a difference counts as clear when its mean over seeds exceeds its std. A quantity
+    "falls" or "rises" as the paper expects only when it does so from the arm's own start *and* against the
+    control; the mixture's π1 and μ1 are compared only on seeds whose components kept their identity
+    (`resplit`). Accuracies are those of the last epoch on both sides.
     """
     full = rows[rows["setting"] == full_key].drop_duplicates("seed").set_index("seed")
     ctrl = rows[rows["setting"] == control_key].drop_duplicates("seed").set_index("seed")
@@ -184,6 +327,7 @@ def phenomena_table(rows: pd.DataFrame, full_key: str, control_key: str) -> pd.D
         return pd.DataFrame()
     full, ctrl = full.loc[seeds].copy(), ctrl.loc[seeds].copy()
     same_measure = all(full[c].eq(ctrl[c]).all() for c in ("gap", "mixture", "posterior") if c in full and c in ctrl)
+    split = pd.Series([_resplit_of(full.loc[s]) for s in seeds], index=seeds)
     out = []
     for label, start, end, direction, scale in PHENOMENA:
         if start not in full or end not in full or end not in ctrl or full[start].isna().all():
@@ -191,17 +335,74 @@ def phenomena_table(rows: pd.DataFrame, full_key: str, control_key: str) -> pd.D
         if start.startswith("start_") and not same_measure:  # the two arms' mixtures are not comparable
             continue
         s, a, c = (scale * pd.to_numeric(x, errors="coerce") for x in (full[start], full[end], ctrl[end]))
-        d = a - c
+        d, own = a - c, a - s
         n = int(d.notna().sum())
-        good = d.mean() < 0 if direction == "down" else d.mean() > 0
-        spread = _nz(d.std())
-        verdict = ("one seed, no claim" if n < 2 else "within the seed spread" if abs(d.mean()) <= spread
-                   else ("as the paper expects" if good else "against the paper's expectation"))
+        sign = -1.0 if direction == "down" else 1.0
+        spread, own_spread = _nz(d.std()), _nz(own.std())
+        if start in COMPONENT_COLUMNS and split.any():
+            verdict = (f"components re-split on {int(split.sum())} of {len(split)} seed(s) (π1 crossed one half or "
+                       "the means swapped): not comparable")
+        elif n < 2:
+            verdict = "one seed, no claim"
+        elif abs(d.mean()) <= spread:
+            verdict = "within the seed spread of the control"
+        elif sign * d.mean() < 0:
+            verdict = "against the paper's expectation (vs the control)"
+        elif sign * own.mean() <= own_spread:
+            verdict = "beats the control, but not its own start: " + ("did not fall" if sign < 0 else "did not rise")
+        else:
+            verdict = "as the paper expects (from its start and vs the control)"
         out.append({"quantity": label, "expected": "falls" if direction == "down" else "rises",
                     "start (warm-up)": format_mean_std(s.mean(), s.std()),
                     "adaptive, end": format_mean_std(a.mean(), a.std()),
                     "control, end": format_mean_std(c.mean(), c.std()),
+                    "adaptive − start": format_mean_std(own.mean(), own.std()),
                     "adaptive − control": format_mean_std(d.mean(), d.std()), "n": n, "verdict": verdict})
+    return pd.DataFrame(out)
+
+
+def arm_verdicts(row: Mapping[str, Any], row_c: Mapping[str, Any], n_test: int | Mapping[str, int] | None = None,
+                 ) -> pd.DataFrame:
+    """One seed, adaptive (`row`) vs control (`row_c`): each PHENOMENA quantity from its start and vs the control.
+
+    Accuracies are compared at the last epoch and again at each arm's validation-selected epoch (the test
+    accuracy notebook 04 reports), the same epoch on both sides; a difference below twice the binomial
+    error of one accuracy on `n_test` clips is called noise; `n_test` may map ``"all"`` and each visual tier to
+    its number of test clips, so that a tier's accuracy gets its own, larger, error. Component statistics (π1,
+    μ1) are compared only when the components kept their identity (`resplit`). Every verdict is one seed's.
+    """
+    counts = dict(n_test) if isinstance(n_test, Mapping) else {"all": n_test}
+    split = _resplit_of(row)
+    items = [(q, s, e, e, d, k, "last") for q, s, e, d, k in PHENOMENA]
+    items += [(q.replace(" (%)", "") + " (%)", s, e[len("last_"):], e[len("last_"):], d, k, "selected")
+              for q, s, e, d, k in PHENOMENA if e.startswith("last_") and e[len("last_"):] in row]
+    out = []
+    for quantity, start, end, end_c, direction, scale, epoch in items:
+        if end not in row or end_c not in row_c or row.get(start) is None:
+            continue
+        s, a, c = (scale * float(x) for x in (row[start], row[end], row_c[end_c]))
+        sign = -1.0 if direction == "down" else 1.0
+        from_start, vs_control = sign * (a - s) > 0, sign * (a - c) > 0
+        noise = None
+        tier = next((t for t in TIERS if end.endswith(f"_{t}")), "all")
+        n = counts.get(tier, counts.get("all"))  # a tier without its own count: the whole split's (a lower bound)
+        if scale == 100.0 and n:
+            noise = 2.0 * 100.0 * math.sqrt(max(a, 1e-9) / 100.0 * (1.0 - a / 100.0) / n)
+        if start in COMPONENT_COLUMNS and split:
+            word = "not comparable: the components re-split (π1 crossed one half or the means swapped)"
+        elif noise is not None and abs(a - c) <= noise:
+            word = f"a tie: |adaptive − control| within the noise of one accuracy (±{noise:.1f})"
+        elif from_start and vs_control:
+            word = "yes, from its start and vs the control"
+        elif vs_control:
+            word = "beats the control, not its own start"
+        elif from_start:
+            word = "moves from its start, but the control moves as far"
+        else:
+            word = "no"
+        out.append({"quantity": quantity, "epoch": epoch, "expected": "falls" if direction == "down" else "rises",
+                    "start": s, "adaptive": a, "control": c, "from start": bool(from_start),
+                    "vs control": bool(vs_control), "verdict (one seed)": word})
     return pd.DataFrame(out)
 
 

@@ -34,7 +34,7 @@
 # |---|---|---|
 # | `clean` | a large, contrasted digit drifting over clutter | yes, quickly |
 # | `hard` | a smaller, dark-on-light digit (new features to learn) | yes, but slowly: it is starved when audio already solves the clip |
-# | `corrupt` | no digit, or a digit of a random other class | no: the picture carries no label |
+# | `corrupt` | no digit, only clutter (the default; `EmbeddedDesign` can also draw a digit of a random class) | no: the picture carries no label |
 #
 # This makes the embedded data a small *model organism* of the paper's problem. The `hard` clips are the
 # **optimisation imbalance** every method of the field addresses: a weak modality that could learn, but
@@ -148,8 +148,11 @@ print(f"visual protocol: {visual_p['frames_per_clip']} frames of {visual_p['fram
 # per segment in training and the centre frame in evaluation) and the audio feature map.
 #
 # **What to look for:** can *you* tell the class from the frames? From the spectrogram? For the embedded
-# dataset, the tone pair shows up as two horizontal lines during a short burst; some clips have frames
-# where the digit is blurred, hidden or almost invisible. Those are the imbalanced ones.
+# dataset, the keypad tone is a short burst in noise: where its two frequencies fall inside the feature map's
+# range they show as two horizontal lines, and for some classes the map shows no clear tone at all (listen to
+# the clip in notebook 03 instead; the network still learns every class from audio). The pictures are one
+# clip per class, whatever its tier: a `hard` picture is a smaller dark digit on a light background, clearly
+# visible to you, and a `corrupt` one shows no digit.
 
 # %%
 by_class = [int(np.flatnonzero(np.asarray(cache.labels) == c)[0]) for c in range(min(cache.num_classes, 10))]
@@ -242,8 +245,14 @@ plots.save_figure(fig, run / "class_counts.png")
 plt.show()
 
 # %% [markdown]
-# **What to look for:** the classes are balanced, and the split sizes match Table I's proportions
-# (about 9:1 train to test for CREMA-D). If clips were skipped, `exclusions.csv` next to the cache says why.
+# **What to look for:** the classes are balanced, and the split sizes are those the dataset's protocol sets;
+# the cell prints the train : test ratio of this data (CREMA-D's random split is about 9:1; the embedded data
+# has its own). If clips were skipped, `exclusions.csv` next to the cache says why.
+
+# %%
+n_split = cache.counts()
+print(f"train : test = {n_split['train'] + n_split['val']} : {n_split['test']} "
+      f"= {(n_split['train'] + n_split['val']) / max(n_split['test'], 1):.1f} : 1 (validation carved from train)")
 
 # %%
 metrics = {
@@ -282,3 +291,6 @@ print("wrote", paths.shown(results.write_metrics(run, metrics)))
 #   and Table I's CREMA-D row.
 # - Listen to a `hard` and a `corrupt` clip: the audio alone still tells the digit. That is what "the audio
 #   modality dominates these samples" means; only for the `hard` one could the picture also tell it.
+#
+# **Check your answers:** `python -m mmgap.answers 01 --preset <preset>` computes each answer above from your runs
+# (or names the run still missing and the command that makes it).

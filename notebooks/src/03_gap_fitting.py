@@ -213,7 +213,10 @@ for kind in ("prob", "kl"):
         rows_bic.append({
             "gap": kind, "mixture": family, "BIC 1 comp.": bim["bic1"], "BIC 2 comp.": bim["bic2"],
             "ΔBIC (1 − 2)": bim["delta"], "π1 (imbalanced)": fit.weights[i], "μ0 (ẑ)": fit.means[b],
-            "μ1 (ẑ)": fit.means[i], "ambiguous": bool(caught),
+            "μ1 (ẑ)": fit.means[i],
+            # ambiguous: only the warning that the balanced component cannot be named by location
+            "ambiguous": any(issubclass(w.category, AmbiguousBalancedWarning) for w in caught),
+            "other warnings": sum(not issubclass(w.category, AmbiguousBalancedWarning) for w in caught),
             "AUROC w1 (Eq. 9)": roc_auc_score(flags, w1) if graded else np.nan,
             "AUROC w1 (monotone)": roc_auc_score(flags, w1_mono) if graded else np.nan,
         })
@@ -230,9 +233,11 @@ t_fits = time.perf_counter() - t0
 # imbalanced clips.
 #
 # **Look at the far right of the left panel.** With unequal component widths, Eq. 9 is not monotone: when
-# the balanced component is the wider one, its density falls more slowly, so beyond the imbalanced mean it
-# wins again and $w_{i,1}$ *drops* back towards 0. The clips with the very largest gaps, the most
-# imbalanced of all, then get the balanced weight $w_{i,0}$ on the fusion loss and no pull towards $\mu_0$.
+# the balanced component is the wider one, its density falls more slowly, so beyond some point it gains
+# again and $w_{i,1}$ *falls* as the gap grows. The clips with the very largest gaps, the most imbalanced of
+# all, then get more of the balanced weight $w_{i,0}$ on the fusion loss and less pull towards $\mu_0$. How
+# far it falls depends on the fit: the cell prints how many clips lie beyond that point and the range of
+# their $w_1$ (it may stay high, or drop towards 0).
 # This is Eq. 9 as printed, and this code base keeps it as the default. The black curve is an option,
 # `posterior="monotone"`: Eq. 9 evaluated at the gap clipped to the interval where it is monotone, so $w_1$
 # is held at its maximum beyond the imbalanced mean (`MixtureFit.posterior(..., tail="monotone")`). Table III
@@ -240,7 +245,20 @@ t_fits = time.perf_counter() - t0
 
 # %%
 w0, w1, w1_mono = posteriors[("prob", cfg.train.mixture)]
-print(f"interval where Eq. 9 is monotone (ẑ units): {fits['prob'].tail_bounds()}")
+bounds = fits["prob"].tail_bounds()
+print(f"interval where Eq. 9 is monotone (ẑ units): {bounds}")
+g_hat_p = np.asarray(zs["prob"][0], dtype=float)
+beyond = np.zeros(len(g_hat_p), dtype=bool)
+if bounds[0] is not None:
+    beyond |= g_hat_p < bounds[0]
+if bounds[1] is not None:
+    beyond |= g_hat_p > bounds[1]
+if beyond.any():
+    print(f"{int(beyond.sum())} training clips lie beyond it, where Eq. 9's w1 falls: their w1 ranges "
+          f"{w1[beyond].min():.2f}-{w1[beyond].max():.2f} (monotone form: {w1_mono[beyond].min():.2f}-"
+          f"{w1_mono[beyond].max():.2f})")
+else:
+    print("no training clip lies beyond it: Eq. 9 and its monotone form agree on every clip")
 fig = plots.plot_posteriors(zs["prob"][0], w1, truth, path=run / "posteriors.png", w1_monotone=w1_mono)
 plt.show()
 auroc = auroc_mono = None
@@ -264,11 +282,13 @@ else:
 # %% [markdown]
 # ## 5. The most imbalanced clips: look and listen
 #
-# The clips with the highest $w_{i,1}$ (prob gap), followed by the most balanced one for contrast. For
-# each: its frames, its audio features, the two confidences, and a player.
+# The clips with the highest $w_{i,1}$ (prob gap; many clips can share the top value, so ties are broken
+# by the larger gap towards the imbalanced component, and the cell says how many tie), followed by the most
+# balanced one for contrast. For each: its frames, its audio features, the two confidences, and a player.
 #
-# **What to look for:** in the imbalanced clips the digit should be hard (`hard`) or impossible (`corrupt`) to
-# see, while the tone pair is audible; in the balanced clip both are clear.
+# **What to look for:** in the imbalanced clips the picture is `hard` (a small dark digit on a light
+# background: easy for you to read, slow for the network to learn) or `corrupt` (no digit at all), while the
+# audio tells the class; in the balanced clip both are clear.
 
 # %%
 if dataset == "embedded":
@@ -279,7 +299,11 @@ else:
 by_id = {r.clip_id: r for r in manifest.rows}
 audio_p = cache.protocol["audio"]
 hop_s = 0.01 if audio_p["features"] == "fbank" else audio_p["hop_length"] / audio_p["sample_rate"]
-order = np.argsort(-w1, kind="stable")
+# highest w1 first; ties (clips in the flat top of w1) broken by the larger gap towards the imbalanced component
+order = np.lexsort((-fits["prob"].towards_imbalanced * g_hat_p, -np.round(w1, 6)))
+n_top = int(np.isclose(w1, w1[order[0]], atol=5e-7).sum())
+print(f"{n_top} clip(s) share the highest w1 ({w1[order[0]]:.2f}); shown: the {top_k} with the largest gaps among the "
+      "highest w1")
 picked = [*order[:top_k], order[-1]]
 shown = []
 for rank, j in enumerate(picked):
@@ -301,7 +325,87 @@ for rank, j in enumerate(picked):
                   "visual_tier": None if tiers is None else str(tiers[j])})
 
 # %% [markdown]
-# ## 6. Save the gaps and the fits
+# ## 6. Which method's per-sample score finds the imbalanced clips?
+#
+# **The question.** The paper's method acts on a per-sample score, $w_{i,1}$; so do the field's sample-level
+# methods: SMV (CVPR 2024) gives extra single-modality copies to clips where a modality's Shapley
+# contribution is low, Data Remixing (ICML 2025) trains each clip only on the modality it is less confident
+# in, BSS (IJCAI 2025) trains the "balanced" clips first and the difficult ones last. Each score claims to find
+# the imbalanced clips. On the embedded data we know which they are, so we can grade every score on the same
+# warm-up model: AUROC (0.5 = chance, 1 = a perfect ranking, below 0.5 = inverted) against `imbalanced`, and
+# separately for `hard` against `clean` (clips whose picture is learnable: the ones a rebalancing method could
+# pull back) and `corrupt` against `clean` (clips whose picture carries no label: nothing can rebalance them).
+# Every score is oriented so that higher means "the visual branch lags": the posterior $w_1$ (Eq. 9 and its
+# monotone form), the raw gap (every threshold on it at once) and one plain threshold ($g > 0$), SMV's
+# contribution deficit $\varphi_a - \varphi_v$, Remix's assignment to the visual modality (0/1) and BSS's
+# difficulty (`mmgap.sample_scores`).
+
+# %%
+from mmgap import sample_scores
+
+t0 = time.perf_counter()
+score_graded = None
+if tiers is not None:
+    per_clip = sample_scores.per_sample_scores(out, trainer.model, cache, gap=cfg.train.gap,
+                                               family=cfg.train.mixture, dominant=dominant, seed=seed)
+    score_graded = sample_scores.grade(per_clip)
+    display(score_graded.round(3))
+    print("saved", *[p.name for p in results.save_table(score_graded.round(4).reset_index(), run / "table_scores")])
+    plots.plot_score_rocs(per_clip, sample_scores.SCORES, path=run / "score_rocs.png")
+    plt.show()
+else:
+    print("no ground-truth visual tiers for this dataset: the per-sample scores cannot be graded")
+t_scores = time.perf_counter() - t0
+
+# %% [markdown]
+# **What to look for:** the left panel is the one that matters for rebalancing: a score whose curve hugs the
+# diagonal there cannot tell a learnable clip whose visual branch lags from a balanced one. The right panel
+# shows which scores mostly detect clips with no visual information at all.
+
+# %%
+def _grade_words(a: float) -> str:
+    """How an AUROC reads: chance, weak, clear or strong separation (or an inverted ranking)."""
+    if np.isnan(a):
+        return "undefined"
+    if a < 0.4:
+        return "inverted (below chance)"
+    return "near chance" if a < 0.6 else "weak" if a < 0.7 else "clear" if a < 0.85 else "strong"
+
+
+if score_graded is not None:
+    paper = score_graded.loc["w1 (Eq. 9)"]
+    hard_best, hard_best_auc = sample_scores.best_score(score_graded, "hard vs clean")
+    corrupt_best, corrupt_best_auc = sample_scores.best_score(score_graded, "corrupt vs clean")
+    hard_rank = int((score_graded["AUROC hard vs clean"] > paper["AUROC hard vs clean"]).sum()) + 1
+    print(f"The paper's posterior w1 (Eq. 9) separates hard from clean clips with AUROC "
+          f"{paper['AUROC hard vs clean']:.3f} ({_grade_words(paper['AUROC hard vs clean'])}; rank {hard_rank} of "
+          f"{len(score_graded)} scores) and corrupt from clean with {paper['AUROC corrupt vs clean']:.3f} "
+          f"({_grade_words(paper['AUROC corrupt vs clean'])}). Mean w1: clean {paper['mean clean']:.2f}, hard "
+          f"{paper['mean hard']:.2f}, corrupt {paper['mean corrupt']:.2f}.")
+    print(f"Best on hard vs clean: {hard_best} ({hard_best_auc:.3f}); best on corrupt vs clean: {corrupt_best} "
+          f"({corrupt_best_auc:.3f}).")
+    gap_auc = score_graded.loc["raw gap", "AUROC hard vs clean"]
+    print(f"w1 against the raw gap it is computed from (hard vs clean): {paper['AUROC hard vs clean']:.3f} vs "
+          f"{gap_auc:.3f}: the mixture "
+          + ("adds separation beyond ranking by the gap." if paper["AUROC hard vs clean"] > gap_auc + 0.01 else
+             "ranks the clips no better than the gap itself (Eq. 9 is a function of the gap; where it is not "
+             "monotone it can only lose)."))
+    a_hard, a_corrupt = paper["AUROC hard vs clean"], paper["AUROC corrupt vs clean"]
+    if max(a_hard, a_corrupt) < 0.6:
+        print("For the paper's claim: on this warm-up the posterior separates neither the learnable (hard) nor "
+              "the uninformative (corrupt) clips from the clean ones.")
+    elif a_corrupt - a_hard > 0.1:
+        print("For the paper's claim: the posterior's separation comes mostly from clips with no visual "
+              "information, which no loss can rebalance; on the learnable (hard) clips it is weaker.")
+    elif a_hard - a_corrupt > 0.1:
+        print("For the paper's claim: the posterior finds the learnable (hard) clips better than the "
+              "uninformative (corrupt) ones: the clips a rebalancing loss can act on.")
+    else:
+        print("For the paper's claim: the posterior separates the learnable (hard) clips about as well as the "
+              "uninformative (corrupt) ones.")
+
+# %% [markdown]
+# ## 7. Save the gaps and the fits
 #
 # `gaps.npz` (cache rows, labels, raw gaps, posteriors; loads with `np.load(..., allow_pickle=False)`) and
 # `metrics.json` (mixture parameters, BIC, AUROC) are what later notebooks and your own analyses can read.
@@ -335,7 +439,9 @@ metrics = {
     "tail_bounds": list(fits["prob"].tail_bounds()),
     "frac_w1_above_half": float((w1 > 0.5).mean()),
     "most_imbalanced": shown,
-    "timings": {"gaps_seconds": t_gaps, "fits_seconds": t_fits, "total_seconds": time.perf_counter() - t_start},
+    "sample_scores": None if score_graded is None else score_graded.reset_index().to_dict("records"),
+    "timings": {"gaps_seconds": t_gaps, "fits_seconds": t_fits, "scores_seconds": t_scores,
+                "total_seconds": time.perf_counter() - t_start},
 }
 print("wrote", paths.shown(results.write_metrics(run, metrics)))
 
@@ -354,3 +460,6 @@ print("wrote", paths.shown(results.write_metrics(run, metrics)))
 # - `seed = 1` (`-p seed 1`): is the bimodality stable across warm-up seeds?
 # - Train the warm-up for fewer epochs (a smaller preset) and watch the second bump fade: the mixture needs a
 #   model that has learned something, which is why the paper warms up first.
+#
+# **Check your answers:** `python -m mmgap.answers 03 --preset <preset>` computes each answer above from your runs
+# (or names the run still missing and the command that makes it).

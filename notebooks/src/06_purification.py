@@ -23,7 +23,8 @@
 #
 # **The control.** Fine-tuning trains for more epochs, which alone can raise accuracy. So the reference row
 # here is a control: *the same warm-up, fine-tuned for the same epochs on 100 % of the data* ($\tau = 0$). The
-# paper's baseline row is the plain concat model instead; ours isolates the effect of the selection.
+# paper's baseline row (Table VII) is the warm-up model itself, before any fine-tuning; ours adds the
+# fine-tuning epochs to it, which isolates the effect of the selection (the findings print the warm-up too).
 #
 # **Which clips go?** On the embedded data we know each clip's visual tier, and the table shows the share of
 # each tier a threshold keeps. Dropping `corrupt` clips removes noise; dropping `hard` clips removes pictures
@@ -181,8 +182,12 @@ print("wrote", paths.shown(write_metrics(out, metrics)))
 #
 # - `finetune_epochs = 10` (`-p finetune_epochs 10`): does the gap between purified and 100 % fine-tuning grow
 #   or vanish with longer fine-tuning?
-# - Notebook 03 with `-p gap kl`, then here: does the KL gap select a different subset (compare `Data (%)`)?
+# - In notebook 03's BIC table, compare the prob and KL rows' imbalanced weight π1: would a threshold on the KL
+#   gap's w0 select a different subset? (This notebook selects on the prob gap; notebook 03 fits both.)
 # - `taus = [0.99, 0.999]` (`-p taus '[0.99, 0.999]'`): how far can the selection go before too few clips are
 #   left?
 # - On the embedded dataset the imbalanced clips are known: in notebook 03, check how many of them the
 #   threshold you like best would have removed (the AUROC of w1 answers it in one number).
+#
+# **Check your answers:** `python -m mmgap.answers 06 --preset <preset>` computes each answer above from your runs
+# (or names the run still missing and the command that makes it).
