@@ -35,7 +35,7 @@ $(STAMP): pyproject.toml $(LOCKS)
 	else c=""; echo "set-up: no $$lock for this Python: unpinned, numbers may differ from the READMEs'"; fi; \
 	if [ -z "$(ACTIVE_ENV)" ]; then echo "$(PY) -m pip install --quiet --upgrade pip $$c"; \
 	  $(PY) -m pip install --quiet --upgrade pip $$c || exit 1; fi; \
-	echo "$(PY) -m pip install --quiet -e \".[dev]\" $$c"; $(PY) -m pip install --quiet -e ".[dev]" $$c
+	echo "$(PY) -m pip install --quiet -e \".[dev,ray]\" $$c"; $(PY) -m pip install --quiet -e ".[dev,ray]" $$c
 	@mkdir -p $(STAMP_DIR) && rm -f $(STAMP_DIR)/.mmgap-installed-$(ENV_TAG)-* && touch $(STAMP)
 
 demo: setup

@@ -5,10 +5,12 @@ tables and verdicts. Every name they use is importable from here (``from mmgap i
 the code lives in one module per job, each importing only the ones above it in this list:
 
 - `settings`: what a sweep varies, the rows of Tables II-VII, `AdaptiveSetting`, the control arm, labels;
-- `workers`: runs spread over processes (`run_jobs`, `default_workers`);
+- `cluster`: Ray core tasks behind a `concurrent.futures.Executor` (`RayExecutor`, `check_shared_paths`);
+- `workers`: runs spread over processes, on any engine (`run_jobs`, `default_workers`, `check_executor`);
 - `params`: the notebooks' parameter checks (`check_params`, one call per notebook; `check_seeds`, ...);
 - `runs`: one run, reused when finished (`ensure_warmup`, `run_adaptive`, `purify_one`, `baseline_one`);
-- `sweeps`: a table's runs for every seed (`run_ablations`, `run_purification`, `run_methods`, `run_arms`);
+- `sweeps`: a table's runs for every seed (`run_ablations`, `run_purification`, `run_methods`, `run_arms`),
+  finished runs read by the driver and only missing ones submitted (`run_missing`);
 - `reporting`: tables, verdicts and the Table II chart from the sweeps' rows;
 - and, from `mmgap.cards`, the protocol cards the notebooks print (`protocol_card`, `cards_markdown`).
 
@@ -29,6 +31,7 @@ Work is shared wherever the paper's tables overlap:
 """
 
 from mmgap.cards import cards_markdown, protocol_card
+from mmgap.experiments.cluster import ClusterPathError, RayExecutor, check_shared_paths
 from mmgap.experiments.params import (
     Checked,
     check_common,
@@ -67,6 +70,7 @@ from mmgap.experiments.runs import (
     baseline_one,
     cache_id,
     ensure_warmup,
+    finished_row,
     is_finished,
     methods_root,
     phenomena_fields,
@@ -111,8 +115,15 @@ from mmgap.experiments.settings import (
     setting_warmup_preset,
     table_ii_epochs,
 )
-from mmgap.experiments.sweeps import ensure_warmups, run_ablations, run_arms, run_methods, run_purification
-from mmgap.experiments.workers import Job, default_workers, run_jobs
+from mmgap.experiments.sweeps import (
+    ensure_warmups,
+    run_ablations,
+    run_arms,
+    run_methods,
+    run_missing,
+    run_purification,
+)
+from mmgap.experiments.workers import EXECUTORS, Job, call_in_worker, check_executor, default_workers, run_jobs
 
 __all__ = [
     # settings
@@ -123,18 +134,20 @@ __all__ = [
     "ordered_tables", "setting_preset", "setting_warmup_preset", "table_ii_epochs",
     # cards
     "cards_markdown", "protocol_card",
+    # cluster
+    "ClusterPathError", "RayExecutor", "check_shared_paths",
     # workers
-    "Job", "default_workers", "run_jobs",
+    "EXECUTORS", "Job", "call_in_worker", "check_executor", "default_workers", "run_jobs",
     # params
     "Checked", "check_common", "check_methods", "check_params", "check_run_params", "check_seeds",
     "check_injected_names", "notebook_parameters", "check_tables",
     "check_taus",
     # runs
     "WARMUP_FIELDS", "adaptive_root", "adaptive_run_dir", "baseline_one", "cache_id", "ensure_warmup",
-    "is_finished", "methods_root", "phenomena_fields", "purify_one", "run_adaptive", "warmup_dir",
+    "finished_row", "is_finished", "methods_root", "phenomena_fields", "purify_one", "run_adaptive", "warmup_dir",
     "warmup_identity", "warmup_is_compatible", "warmup_preset", "warmup_result", "warmup_test_acc",
     # sweeps
-    "ensure_warmups", "run_ablations", "run_arms", "run_methods", "run_purification",
+    "ensure_warmups", "run_ablations", "run_arms", "run_methods", "run_missing", "run_purification",
     # reporting
     "FAMILY_LABELS", "METRIC_LABELS", "PHENOMENA", "compare", "describe_ablations", "describe_group_verdicts",
     "describe_purification", "failures", "family_of", "group_verdicts", "grouped_rows", "grouped_table",

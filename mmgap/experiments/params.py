@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import importlib.util
 import json
 from collections.abc import Callable, MutableMapping
 from typing import Any, NamedTuple
@@ -19,7 +20,7 @@ from mmgap import baselines, hints, paths
 from mmgap.config import ConfigError, Preset, get_preset
 from mmgap.data import DATASETS
 from mmgap.experiments.settings import CONTROL, OURS, adam_lr_for, ordered_tables
-from mmgap.experiments.workers import default_workers
+from mmgap.experiments.workers import check_executor, default_workers
 from mmgap.trainer import resolve_device
 
 
@@ -67,6 +68,37 @@ def check_run_params(dataset: str, seed: Any, device: str, fresh: Any, workers: 
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers={workers!r} must be a positive integer (or None: one per CPU core)")
     return dev, workers
+
+
+def check_engine(executor: Any, address: Any, gpus_per_run: Any) -> None:
+    """Validate where a notebook's runs go (``executor``, ``address``, ``gpus_per_run``); raises ConfigError.
+
+    ``"ray"`` also needs Ray installed (checked here, before any work, rather than at the first sweep).
+    """
+    if not isinstance(executor, str) or executor not in ("local", "ray"):
+        raise ConfigError(f"executor={executor!r} must be 'local' (this machine's processes) or 'ray' (a Ray "
+                          "cluster, see docs/cluster.md)")
+    if isinstance(gpus_per_run, str):  # papermill -p gpus_per_run 0.25 passes a number; the text form is forgiven
+        gpus_per_run = _number(gpus_per_run)
+    try:
+        check_executor(executor, address, gpus_per_run)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    if gpus_per_run is not None and executor != "ray":
+        raise ConfigError(f"gpus_per_run={gpus_per_run!r} is for executor='ray' (local runs use one GPU each, or "
+                          "several processes per GPU through mmgap.experiments.run_jobs(runs_per_gpu=...))")
+    if executor == "ray" and importlib.util.find_spec("ray") is None:
+        raise ConfigError('executor=\'ray\' needs Ray, which is not installed: pip install -e ".[ray]" '
+                          "(or pip install ray), or use executor='local'")
+
+
+def _engine_of(ns: MutableMapping[str, Any]) -> dict[str, Any]:
+    """The engine parameters of a notebook that has them, checked; {} for one that has none."""
+    if not any(k in ns for k in ("executor", "address", "gpus_per_run")):
+        return {}
+    executor, address, gpus = ns.get("executor", "local"), ns.get("address"), ns.get("gpus_per_run")
+    check_engine(executor, address, gpus)
+    return {"gpus_per_run": _number(gpus) if isinstance(gpus, str) else gpus}
 
 
 def check_seeds(seeds: Any, preset: Preset, first: int = 0) -> list[int]:
@@ -143,8 +175,8 @@ def check_params(namespace: MutableMapping[str, Any], notebook: str) -> Checked:
 
     `notebook` is the notebook's name or number ("04_adaptive" or "04"). Parameters that arrive as text or
     as None-for-the-default are written back resolved (``seeds``, ``tables``, ``taus``, ``methods``,
-    ``workers``, ``adam_lr``), so the cells below use them as they are. In a kernel it also installs the
-    course's hints (`mmgap.hints`: a cell run too early names the cell to run first).
+    ``workers``, ``adam_lr``, ``gpus_per_run``), so the cells below use them as they are. In a kernel it also
+    installs the course's hints (`mmgap.hints`: a cell run too early names the cell to run first).
     """
     number = str(notebook)[:2]
     if number not in _CHECKS:
@@ -158,6 +190,7 @@ def check_params(namespace: MutableMapping[str, Any], notebook: str) -> Checked:
     if not isinstance(namespace.get("rebuild", False), bool):
         raise ConfigError(f"rebuild={namespace['rebuild']!r} must be True or False")
     preset, resolved = _CHECKS[number](namespace)
+    resolved.update(_engine_of(namespace))
     namespace.update(resolved)
     try:
         device = resolve_device(namespace["device"])

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from mmgap import atomic, baselines, paths
+from mmgap import atomic, baselines, events, paths
 from mmgap.cards import ProtocolCard, method_kwargs, method_preset, protocol_card
 from mmgap.checkpoint import CheckpointError, from_json, load_safe
 from mmgap.config import Preset, get_preset
@@ -42,7 +42,7 @@ from mmgap.history import best_row_summary, stage_timings
 from mmgap.locks import file_lock, remove_stale_tmp
 from mmgap.method import finetune, run_control, run_two_stage, run_warmup
 from mmgap.results import write_metrics
-from mmgap.trainer import train_baseline
+from mmgap.trainer import load_history, train_baseline
 
 
 def cache_id(cache: Any) -> str:
@@ -136,6 +136,7 @@ def ensure_warmup(
             log(f"note: not resuming the warm-up in {paths.shown(folder)}: {exc}")
             res = run_warmup(cache, warmup_preset(preset), folder, seed=seed, device=device, resume=False,
                              progress=progress)
+        events.write_history_events(folder, res["history"])
         return Path(res["warmup_ckpt"])
 
 
@@ -240,8 +241,26 @@ def _one_at_a_time(folder_of: Callable[..., Path]) -> Callable[[_F], _F]:
             log = bound.arguments.get("log", print)
             with run_lock(folder_of(**bound.arguments), log):
                 return fn(*args, **kwargs)
+        locked.run_folder = folder_of  # type: ignore[attr-defined]  # read by `finished_row`
         return locked  # type: ignore[return-value]
     return wrap
+
+
+def finished_row(fn: Callable[..., Any], cache: Any, kwargs: Mapping[str, Any], log: Any = print) -> dict | None:
+    """The row `fn(cache=cache, **kwargs)` would return without training (its run is finished), else None.
+
+    This is how a sweep's driver leaves finished runs out before submitting anything: no worker process, no
+    job, no GPU for a reused run. None too for ``fresh=True`` and for functions that are not run functions.
+    """
+    folder_of = getattr(fn, "run_folder", None)
+    if folder_of is None or kwargs.get("fresh"):
+        return None
+    sig = inspect.signature(fn).bind(cache=cache, **kwargs)
+    sig.apply_defaults()
+    run = folder_of(**sig.arguments)
+    if not is_finished(run, log):
+        return None
+    return {**_load_result(run), "reused": True}
 
 
 def cache_dataset(cache: Any) -> str:
@@ -250,8 +269,11 @@ def cache_dataset(cache: Any) -> str:
 
 
 def _save_result(run: Path, row: Mapping[str, Any], card: ProtocolCard) -> None:
-    """metrics.json (the row and the run's protocol card), then result.json (the row), which marks it finished."""
-    write_metrics(run, {**row, "protocol": card.to_dict()})
+    """metrics.json (the row, the run's protocol card and its epoch history), the TensorBoard events of that
+    history (`mmgap.events`), then result.json (the row), which marks it finished."""
+    history = load_history(run) if (run / "last.pt").is_file() else []
+    write_metrics(run, {**row, "protocol": card.to_dict(), "history": history})
+    events.write_history_events(run, history)
     text = json.dumps(dict(row), sort_keys=True, default=str) + "\n"
     atomic.write_text(run / "result.json", text)
 

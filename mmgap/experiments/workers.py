@@ -1,8 +1,18 @@
-"""Runs spread over worker processes: one per CPU core on the CPU, one process on a GPU.
+"""Runs spread over worker processes: any `concurrent.futures.Executor` is the one seam.
 
 A job is ``(function, kwargs)``: a module-level function called as ``function(cache=..., log=..., **kwargs)``
-(the run functions of `mmgap.experiments.runs`). Each worker loads the feature cache once and trains with one
-torch thread; every run is seeded on its own, so a result does not depend on which worker ran it.
+(the run functions of `mmgap.experiments.runs`). Each worker process loads the feature cache by path once and
+trains with one torch thread; every run is seeded on its own, so a result does not depend on which worker, which
+machine or which engine ran it. Three ways to run, one parameter (`executor`):
+
+- ``"local"`` (default): spawned processes of this machine, one per CPU core on the CPU; on N GPUs,
+  ``runs_per_gpu`` processes pinned to each GPU (``CUDA_VISIBLE_DEVICES``), one process on one GPU by default;
+- ``"ray"``: Ray core tasks (`mmgap.experiments.cluster`) on a running cluster (``address`` / ``RAY_ADDRESS``)
+  or a local one, each run reserving ``gpus_per_run`` of a GPU (0.25 packs four runs on one GPU);
+- an `Executor` passed from Python (Dask's ``client.get_executor()``, a process pool, ...).
+
+A run whose worker dies (killed, out of memory, preempted) is submitted again (`MAX_RETRIES` times) and resumes
+from its last checkpoint (the run functions resume by default).
 
 Workers live exactly as long as their sweep: the pool starts with it and ends with it; an interrupt (Ctrl-C,
 JupyterLab's stop button) ends the busy workers at once, and a worker whose parent dies (a killed kernel)
@@ -16,7 +26,8 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from concurrent.futures import as_completed
+from concurrent.futures import Executor, Future, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +40,12 @@ Job = tuple[Callable[..., Any], dict[str, Any]]
 
 PARENT_CHECK_S = 1.0
 """How often a worker checks that the process that started it is still alive."""
+
+EXECUTORS = ("local", "ray")
+"""The engines named by text; an `Executor` object is the third way."""
+
+MAX_RETRIES = 3
+"""How often a run whose worker died is submitted again (it resumes from its last checkpoint)."""
 
 
 def default_workers(device: str = "auto") -> int:
@@ -55,22 +72,31 @@ def _released(result: Any) -> Any:
     return result
 
 
-_WORKER_CACHE: Any = None
+_WORKER_CACHES: dict[str, Any] = {}
+"""The feature caches this worker process opened, by path (each once per process)."""
 
 
-def _init_worker(cache_path: str, parent_pid: int) -> None:
-    """Worker start: tied to its parent, one torch thread (the workers already fill the cores), the cache once."""
+def _worker_cache(cache_path: str) -> Any:
+    """The cache at `cache_path`, loaded on the first run of this process; one torch thread per worker."""
+    if cache_path not in _WORKER_CACHES:
+        import torch
+
+        from mmgap.data import load_cache
+
+        torch.set_num_threads(1)  # the workers already fill the cores (and a run's result must not depend on it)
+        _WORKER_CACHES[cache_path] = load_cache(cache_path)
+    return _WORKER_CACHES[cache_path]
+
+
+def _init_worker(cache_path: str, parent_pid: int, gpu_slots: Any = None) -> None:
+    """Local worker start: tied to its parent, pinned to a GPU when `gpu_slots` hands one out, the cache once."""
     import signal
 
-    import torch
-
-    from mmgap.data import load_cache
-
-    global _WORKER_CACHE
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # an interrupt reaches the caller, which ends the workers
     _exit_with_parent(parent_pid)
-    torch.set_num_threads(1)
-    _WORKER_CACHE = load_cache(cache_path)
+    if gpu_slots is not None:  # before CUDA starts in this process: it then sees one GPU, as cuda:0
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu_slots.get(timeout=60))
+    _worker_cache(cache_path)
 
 
 def _exit_with_parent(parent_pid: int) -> None:
@@ -88,13 +114,16 @@ def _exit_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="mmgap-parent-watch", daemon=True).start()
 
 
-def _call_in_worker(
-    fn: Callable[..., Any], kwargs: dict[str, Any], runs_root: str,
+def call_in_worker(
+    fn: Callable[..., Any], kwargs: dict[str, Any], cache_path: str, runs_root: str,
 ) -> tuple[Any, list[str], list[tuple[str, str]]]:
-    """One job on the worker's cache under the caller's runs folder; its log lines and warnings come back."""
+    """One job on the cache at `cache_path` under the caller's runs folder; its log lines and warnings come back.
+
+    This is what every engine runs in its worker processes (a process pool, a Ray task, a Dask worker).
+    """
     os.environ["MMGAP_RUNS_DIR"] = runs_root
     logs: list[str] = []
-    out, caught = _recording_warnings(fn, cache=_WORKER_CACHE, log=logs.append, **kwargs)
+    out, caught = _recording_warnings(fn, cache=_worker_cache(cache_path), log=logs.append, **kwargs)
     return _released(out), logs, caught
 
 
@@ -138,51 +167,146 @@ def warning_summary(caught: Sequence[tuple[str, list[tuple[str, str]]]], desc: s
 
 def run_jobs(
     cache: Any, jobs: Sequence[Job], workers: int = 1, log: Any = print, desc: str = "runs",
+    executor: str | Executor = "local", address: str | None = None, gpus_per_run: float | None = None,
+    runs_per_gpu: int = 1,
 ) -> list[Any]:
-    """Run ``(function, kwargs)`` jobs on `workers` processes; results in job order.
+    """Run ``(function, kwargs)`` jobs on `executor`; results in job order.
 
     A function must be importable by name (defined at module level in a module, not in a notebook), since
-    spawned workers receive it by reference.
+    workers receive it by reference. ``executor="local"`` runs `workers` spawned processes on the CPU (on GPUs:
+    ``runs_per_gpu`` per GPU); ``"ray"`` runs Ray tasks (`address`, `gpus_per_run`: see
+    `mmgap.experiments.cluster.RayExecutor`); an `Executor` object runs them as it does.
 
     Each run is seeded on its own, so results do not depend on which worker ran it or when. Workers need a
-    cache on disk (they load it by path); an in-memory cache runs serially. The workers start with the sweep
-    and end with it (at once on an interrupt: their runs resume from their checkpoints next time). Warnings
-    are not printed as they come: one line per kind closes the sweep, naming the runs that raised it
-    (`warning_summary`).
+    cache on disk (they load it by path); an in-memory cache runs serially (locally). The local workers start
+    with the sweep and end with it (at once on an interrupt: their runs resume from their checkpoints next
+    time). Warnings are not printed as they come: one line per kind closes the sweep, naming the runs that
+    raised it (`warning_summary`).
     """
     if not jobs:
         return []
-    workers = gpu_workers(jobs, workers, log)
+    check_executor(executor, address, gpus_per_run, runs_per_gpu)
     results: list[Any] = [None] * len(jobs)
     caught: list[Any] = [None] * len(jobs)  # (run name, its warnings), in job order
     path = getattr(cache, "path", None)
-    if workers <= 1 or path is None or len(jobs) == 1:
+    slots = _gpu_slots(jobs, runs_per_gpu, log) if executor == "local" else None
+    workers = len(slots) if slots else gpu_workers(jobs, workers, log) if executor == "local" else 0
+    if executor == "local" and (workers <= 1 or path is None or len(jobs) == 1):
         for i, (fn, kw) in enumerate(progress(jobs, desc=desc, mininterval=2.0)):
             out, found = _recording_warnings(fn, cache=cache, log=log, **kw)
             results[i], caught[i] = _released(out), (_run_name(out, fn, kw), found)
     else:
-        pool = _pool(str(path), workers)
-        root = str(paths.runs_root())
-        futures = {pool.submit(_call_in_worker, fn, kw, root): i for i, (fn, kw) in enumerate(jobs)}
-        try:
-            for fut in progress(as_completed(futures), total=len(futures), desc=f"{desc} ({workers} workers)",
-                                mininterval=2.0):
-                out, logs, found = fut.result()
-                for line in logs:
-                    log(line)
-                i = futures[fut]
-                results[i], caught[i] = out, (_run_name(out, *jobs[i]), found)
-        except BaseException:  # an interrupt or a failed run: no worker may go on training in the background
-            _terminate(pool)
-            raise
-        pool.shutdown(wait=True)  # idle workers are released with the sweep
+        if path is None:
+            raise ValueError(f"executor={executor!r} needs a feature cache on disk (its workers open it by path); "
+                             "this one lives in memory: save it with mmgap.data or use executor='local'")
+        for i, (out, logs, found) in _submitted(str(path), jobs, workers, slots, executor, address, gpus_per_run,
+                                                log, desc):
+            for line in logs:
+                log(line)
+            results[i], caught[i] = out, (_run_name(out, *jobs[i]), found)
     for line in warning_summary(caught, desc):
         log(line)
     return results
 
 
+def check_executor(executor: Any, address: Any = None, gpus_per_run: Any = None, runs_per_gpu: Any = 1) -> None:
+    """Refuse an engine that cannot run (a typo, a negative share of a GPU) with what to pass instead."""
+    if not (isinstance(executor, Executor) or executor in EXECUTORS):
+        raise ValueError(f"executor={executor!r} must be 'local', 'ray' or a concurrent.futures.Executor "
+                         "(e.g. a Dask client's get_executor())")
+    if address is not None and (not isinstance(address, str) or not address):
+        raise ValueError(f"address={address!r} must be a Ray address such as '10.0.0.5:6379' or 'auto' "
+                         "(or None: RAY_ADDRESS, else a local cluster)")
+    if address is not None and executor != "ray":
+        raise ValueError(f"address={address!r} is for executor='ray' (executor is {executor!r})")
+    if gpus_per_run is not None and (isinstance(gpus_per_run, bool) or not isinstance(gpus_per_run, (int, float))
+                                     or not 0 <= gpus_per_run <= 64):
+        raise ValueError(f"gpus_per_run={gpus_per_run!r} must be a number of GPUs >= 0, e.g. 1, or 0.25 to pack "
+                         "four runs on one GPU (None: 1 where the cluster has GPUs, else 0)")
+    if gpus_per_run is not None and 1 < gpus_per_run != int(gpus_per_run):
+        raise ValueError(f"gpus_per_run={gpus_per_run!r}: above 1 a run takes whole GPUs (2, not 1.5)")
+    if isinstance(runs_per_gpu, bool) or not isinstance(runs_per_gpu, int) or runs_per_gpu < 1:
+        raise ValueError(f"runs_per_gpu={runs_per_gpu!r} must be a positive integer (runs sharing one GPU)")
+
+
+def _gpu_slots(jobs: Sequence[Job], runs_per_gpu: int, log: Any) -> list[int] | None:
+    """The GPU each local worker is pinned to (``runs_per_gpu`` per GPU), or None: not a multi-process GPU sweep.
+
+    Only jobs on ``device="auto"`` or ``"cuda"`` are spread: a job naming ``cuda:k`` keeps its own device.
+    """
+    import torch
+
+    devices = {str(kw.get("device", "auto")) for _, kw in jobs}
+    if not devices <= {"auto", "cuda"} or not torch.cuda.is_available():
+        return None
+    gpus = torch.cuda.device_count()
+    if gpus * runs_per_gpu <= 1:
+        return None
+    log(f"{gpus} GPU(s) × {runs_per_gpu} run(s) per GPU: {gpus * runs_per_gpu} worker processes")
+    return [g for _ in range(runs_per_gpu) for g in range(gpus)]
+
+
+def _submitted(
+    cache_path: str, jobs: Sequence[Job], workers: int, slots: list[int] | None, executor: str | Executor,
+    address: str | None, gpus_per_run: float | None, log: Any, desc: str,
+) -> Any:
+    """(job index, worker's answer) as the runs finish; runs whose worker died are submitted again."""
+    root = str(paths.runs_root())
+    todo, tries = list(range(len(jobs))), 0
+    while todo:
+        pool, owned = _executor(cache_path, workers, slots, executor, address, gpus_per_run, log)
+        futures: dict[Future, int] = {pool.submit(call_in_worker, *jobs[i], cache_path, root): i for i in todo}
+        label = f"{desc} ({workers} workers)" if executor == "local" else f"{desc} ({_engine_name(executor)})"
+        died: list[int] = []
+        try:
+            for fut in progress(as_completed(futures), total=len(futures), desc=label, mininterval=2.0):
+                try:
+                    answer = fut.result()
+                except BrokenProcessPool:  # a local worker died: every run not finished goes again
+                    died = list(todo)
+                    break
+                todo.remove(futures[fut])
+                yield futures[fut], answer
+        except BaseException:  # an interrupt or a failed run: no worker may go on training in the background
+            _terminate(pool) if owned else pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        if owned:
+            _terminate(pool) if died else pool.shutdown(wait=True)  # idle workers are released with the sweep
+        if died:
+            tries += 1
+            if tries > MAX_RETRIES:
+                raise RuntimeError(f"{desc}: a worker died {tries} times (killed, out of memory?); "
+                                   f"{len(died)} runs did not finish. Run the sweep again: they resume from "
+                                   "their last checkpoints")
+            log(f"note: a worker died; {len(died)} unfinished runs go again from their last checkpoints "
+                f"(try {tries} of {MAX_RETRIES})")
+            todo = died
+
+
+def _engine_name(executor: str | Executor) -> str:
+    return executor if isinstance(executor, str) else type(executor).__name__
+
+
+def _executor(
+    cache_path: str, workers: int, slots: list[int] | None, executor: str | Executor, address: str | None,
+    gpus_per_run: float | None, log: Any,
+) -> tuple[Executor, bool]:
+    """The engine of one sweep and whether the sweep owns it (ends its workers); a passed Executor is the caller's."""
+    if isinstance(executor, Executor):
+        return executor, False
+    if executor == "ray":
+        from mmgap.experiments.cluster import RayExecutor
+
+        return RayExecutor(address=address, gpus_per_run=gpus_per_run, paths_to_share={
+            "feature cache": cache_path, "runs folder": str(paths.runs_root())}, log=log), True
+    return _pool(cache_path, workers, slots), True
+
+
 def _terminate(pool: Any) -> None:
     """End a pool's workers now (busy ones too) and wait for them; queued jobs are dropped."""
+    if not hasattr(pool, "_processes"):  # another engine: it cancels its own tasks
+        pool.shutdown(wait=False, cancel_futures=True)
+        return
     # ProcessPoolExecutor has no public way to stop busy workers before Python 3.14 (terminate_workers):
     # its `_processes` map is the one handle on them.
     procs = list((getattr(pool, "_processes", None) or {}).values())
@@ -193,10 +317,17 @@ def _terminate(pool: Any) -> None:
         proc.join(timeout=10)
 
 
-def _pool(cache_path: str, workers: int) -> Any:
-    """A process pool for one sweep: spawned workers, each tied to this process, with the cache loaded once."""
+def _pool(cache_path: str, workers: int, slots: list[int] | None = None) -> Any:
+    """A process pool for one sweep: spawned workers, each tied to this process, with the cache loaded once;
+    with `slots`, each worker takes one GPU index from them at start."""
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
-    return ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                               initargs=(cache_path, os.getpid()))
+    ctx = get_context("spawn")
+    queue = None
+    if slots:
+        queue = ctx.Queue()
+        for gpu in slots:
+            queue.put(gpu)
+    return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                               initargs=(cache_path, os.getpid(), queue))

@@ -50,6 +50,9 @@ rebuild = False  # bool: decode every clip again, not reusing the feature cache 
 preset = "demo"  # str: "smoke" (seconds, for tests) | "demo" (minutes on a CPU) | "paper" (GPU, real datasets)
 seed = 0  # int, non-negative: seeds initialisation, batch order and augmentation
 device = "auto"  # str: "auto" (CUDA when present, else CPU) | "cpu" | "cuda"
+executor = "local"  # str: "local" (this machine's processes) | "ray" (a Ray cluster; see docs/cluster.md)
+address = None  # str | None: the Ray cluster to join ("10.0.0.5:6379"); None: RAY_ADDRESS, else a local cluster
+gpus_per_run = None  # float | None: a Ray run's share of a GPU (0.25 packs four runs on one); None: 1 if GPUs
 
 # %% tags=["validation"]
 # Validate the parameters first (papermill does no type checking): a bad value stops here with a clear message.
@@ -104,7 +107,8 @@ root = experiments.methods_root(cfg)
 jobs = [(experiments.ensure_warmup, {"preset": cfg, "seed": seed, "device": device}),
         *[(experiments.baseline_one, {"preset": cfg, "method": name, "seed": seed, "root": root,
                                       "epochs": epochs, "device": device}) for name in ("concat", "visual_only")]]
-warm_ckpt, concat, visual = experiments.run_jobs(cache, jobs, experiments.default_workers(device), desc="runs")
+warm_ckpt, concat, visual = experiments.run_jobs(cache, jobs, experiments.default_workers(device), desc="runs",
+                                                 executor=executor, address=address, gpus_per_run=gpus_per_run)
 failed = {n: r["error"] for n, r in (("concat", concat), ("visual_only", visual)) if r.get("error")}
 if failed:
     raise RuntimeError(f"training failed: {failed}")

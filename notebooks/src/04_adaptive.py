@@ -64,6 +64,9 @@ rebuild = False  # bool: decode every clip again, not reusing the feature cache 
 preset = "demo"  # str: "smoke" (seconds, for tests) | "demo" (minutes on a CPU) | "paper" (GPU, real datasets)
 seed = 0  # int, non-negative: seeds initialisation, batch order and augmentation (and picks the warm-up run)
 device = "auto"  # str: "auto" (CUDA when present, else CPU) | "cpu" | "cuda"
+executor = "local"  # str: "local" (this machine's processes) | "ray" (a Ray cluster; see docs/cluster.md)
+address = None  # str | None: the Ray cluster to join ("10.0.0.5:6379"); None: RAY_ADDRESS, else a local cluster
+gpus_per_run = None  # float | None: a Ray run's share of a GPU (0.25 packs four runs on one); None: 1 if GPUs
 # Eq. 11's hyperparameters. None means "the preset's value" (printed below; this project's defaults).
 rho = None  # float in (0, 1] or None: annealing rate ρ of λ_t, which is ρ^epoch (preset: 0.95)
 alpha = None  # float, non-negative, or None: weight of w0·L_f (preset: 1.0)
@@ -148,7 +151,8 @@ plt.show()
 # %%
 t0 = time.perf_counter()
 row, row_c = experiments.run_arms(cache, cfg, setting, seed, device=device, adam_lr=adam_lr,
-                                  workers=experiments.default_workers(device))
+                                  workers=experiments.default_workers(device),
+                                  executor=executor, address=address, gpus_per_run=gpus_per_run)
 t_train = time.perf_counter() - t0
 reused = [name for name, r in (("adaptive", row), ("control", row_c)) if r.get("reused")]
 print(f"both arms ready in {t_train:.0f} s" + (f" (reused: {', '.join(reused)})" if reused else ""))

@@ -74,6 +74,9 @@ adaptive_epochs = None  # int | None: epochs of the adaptive stage; None: the pr
 adam_lr = None  # float | None: Adam's learning rate in Table IV; None: 0.5 × the preset's SGD rate
 fresh = False  # bool: True: retrain even when a finished run with identical settings exists
 workers = None  # int | None: runs trained at once; None: one per CPU core (at most 4), 1 on a GPU
+executor = "local"  # str: "local" (this machine's processes) | "ray" (a Ray cluster; see docs/cluster.md)
+address = None  # str | None: the Ray cluster to join ("10.0.0.5:6379"); None: RAY_ADDRESS, else a local cluster
+gpus_per_run = None  # float | None: a Ray run's share of a GPU (0.25 packs four runs on one); None: 1 if GPUs
 
 # %% tags=["validation"]
 # Validate the parameters before any work (papermill does no type checking).
@@ -123,7 +126,7 @@ print(f"cache: {ex.cache_id(cache)}, {len(cache)} clips, {cache.num_classes} cla
 
 # %%
 rows = ex.run_ablations(cache, cfg, tables=tables, seeds=seeds, device=str(dev), adam_lr=adam_lr, fresh=fresh,
-                       workers=workers)
+                       workers=workers, executor=executor, address=address, gpus_per_run=gpus_per_run)
 atomic.write_text(out / "runs.csv", rows.drop(columns=["run_dir"]).to_csv(index=False))
 sweep_seconds = time.perf_counter() - t_start
 runs_once = rows.drop_duplicates(["setting", "seed"])

@@ -46,6 +46,9 @@ taus = [0.5, 0.6, 0.7, 0.8, 0.9, 0.95]  # list: thresholds τ on w0 (the paper's
 finetune_epochs = None  # int | None: fine-tuning epochs; None: the preset's
 fresh = False  # bool: True: retrain even when a finished run with identical settings exists
 workers = None  # int | None: runs trained at once; None: one per CPU core (at most 4), 1 on a GPU
+executor = "local"  # str: "local" (this machine's processes) | "ray" (a Ray cluster; see docs/cluster.md)
+address = None  # str | None: the Ray cluster to join ("10.0.0.5:6379"); None: RAY_ADDRESS, else a local cluster
+gpus_per_run = None  # float | None: a Ray run's share of a GPU (0.25 packs four runs on one); None: 1 if GPUs
 
 # %% tags=["validation"]
 # Validate the parameters before any work (papermill does no type checking).
@@ -83,7 +86,8 @@ display(card.table())
 t_start = time.perf_counter()
 cache = prepare(dataset, data_dir, cfg, seed, rebuild=rebuild)
 print(f"cache: {ex.cache_id(cache)}, {len(cache)} clips, {cache.num_classes} classes, splits {cache.counts()}")
-warmups = ex.ensure_warmups(cache, cfg, seeds, str(dev), workers=workers)
+warmups = ex.ensure_warmups(cache, cfg, seeds, str(dev), workers=workers,
+                            executor=executor, address=address, gpus_per_run=gpus_per_run)
 for s, p in warmups.items():
     print(f"seed {s}: warm-up {paths.shown(p)}")
 
@@ -94,7 +98,7 @@ for s, p in warmups.items():
 
 # %%
 rows = ex.run_purification(cache, cfg, taus=taus, seeds=seeds, device=str(dev), fresh=fresh,
-                           workers=workers)
+                           workers=workers, executor=executor, address=address, gpus_per_run=gpus_per_run)
 atomic.write_text(out / "runs.csv", rows.drop(columns=["run_dir"]).to_csv(index=False))
 sweep_seconds = time.perf_counter() - t_start
 

@@ -60,6 +60,9 @@ device = "auto"  # str: "auto" (CUDA when available, else CPU) | "cpu" | "cuda"
 methods = None  # list | None: Table II methods; None: all (see the table above for the names)
 fresh = False  # bool: True: retrain even when a finished run with identical settings exists
 workers = None  # int | None: runs trained at once; None: one per CPU core (at most 4), 1 on a GPU
+executor = "local"  # str: "local" (this machine's processes) | "ray" (a Ray cluster; see docs/cluster.md)
+address = None  # str | None: the Ray cluster to join ("10.0.0.5:6379"); None: RAY_ADDRESS, else a local cluster
+gpus_per_run = None  # float | None: a Ray run's share of a GPU (0.25 packs four runs on one); None: 1 if GPUs
 
 # %% tags=["validation"]
 # Validate the parameters before any work (papermill does no type checking).
@@ -121,7 +124,7 @@ for name in (m for m in methods if m in baselines.NAMES):
 
 # %%
 rows = ex.run_methods(cache, cfg, methods=methods, seeds=seeds, device=str(dev), fresh=fresh,
-                     workers=workers)
+                     workers=workers, executor=executor, address=address, gpus_per_run=gpus_per_run)
 atomic.write_text(out / "runs.csv", rows.drop(columns=[c for c in ("run_dir",) if c in rows]).to_csv(index=False))
 sweep_seconds = time.perf_counter() - t_start
 failed = rows[rows["error"].notna()] if "error" in rows else rows.iloc[:0]
