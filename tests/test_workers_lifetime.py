@@ -24,7 +24,11 @@ from mmgap.experiments import run_jobs
 def _sleeping_job(cache, log, pid_dir: str, seed: int) -> dict:
     """A long job (module level: spawned workers import it by name) that says which process runs it."""
     Path(pid_dir, f"{seed}.pid").write_text(str(os.getpid()))
-    time.sleep(120)
+    try:
+        time.sleep(120)
+    except KeyboardInterrupt:  # what the trainer does here: write the epochs it holds in memory, then re-raise
+        Path(pid_dir, f"{seed}.unwound").write_text("")
+        raise
     return {"seed": seed}
 
 
@@ -79,6 +83,8 @@ def test_an_interrupt_ends_busy_workers_at_once(tmp_path):
     pids = _wait_for(pid_dir, 2)
     assert time.monotonic() - t0 < 60  # not the jobs' 120 s: the busy workers did not finish their runs
     assert not any(_alive(pid) for pid in pids)
+    # the busy workers unwound (as after a Ctrl-C) instead of dying: a trainer there flushes its held checkpoints
+    assert sorted(p.name for p in pid_dir.glob("*.unwound")) == ["0.unwound", "1.unwound"]
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to follow the orphaned workers")

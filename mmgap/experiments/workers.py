@@ -93,10 +93,23 @@ def _init_worker(cache_path: str, parent_pid: int, gpu_slots: Any = None) -> Non
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # an interrupt reaches the caller, which ends the workers
+    signal.signal(signal.SIGTERM, _on_terminate)
     _exit_with_parent(parent_pid)
     if gpu_slots is not None:  # before CUDA starts in this process: it then sees one GPU, as cuda:0
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu_slots.get(timeout=60))
     _worker_cache(cache_path)
+
+
+_IN_JOB = False
+"""True while this worker runs a job (`call_in_worker`): a SIGTERM then unwinds it instead of killing it."""
+
+
+def _on_terminate(signum: int, frame: Any) -> None:
+    """SIGTERM from `_terminate`: a busy worker unwinds as after a Ctrl-C, so the trainer writes the epochs it
+    holds in memory (its checkpoint policy) before the process ends; an idle worker just exits."""
+    if _IN_JOB:
+        raise KeyboardInterrupt("the sweep was stopped")
+    os._exit(128 + signum)
 
 
 def _exit_with_parent(parent_pid: int) -> None:
@@ -121,9 +134,14 @@ def call_in_worker(
 
     This is what every engine runs in its worker processes (a process pool, a Ray task, a Dask worker).
     """
+    global _IN_JOB
     os.environ["MMGAP_RUNS_DIR"] = runs_root
     logs: list[str] = []
-    out, caught = _recording_warnings(fn, cache=_worker_cache(cache_path), log=logs.append, **kwargs)
+    _IN_JOB = True
+    try:
+        out, caught = _recording_warnings(fn, cache=_worker_cache(cache_path), log=logs.append, **kwargs)
+    finally:
+        _IN_JOB = False
     return _released(out), logs, caught
 
 
