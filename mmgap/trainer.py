@@ -18,11 +18,12 @@ Conventions (kept by every entry point built on it):
   optional torch.compile, no host synchronisation in the training step (loss terms are read once per epoch).
 - checkpoints (``best.pt``, ``last.pt``) are written when `Trainer.checkpoint_every_s` seconds have passed
   since the last write, at the end of every stage, at `Trainer.interrupt_at_epoch` and when an exception (a
-  Ctrl-C, a diverging loss) leaves the epoch loop; in between, the finished epochs' states wait in memory.
-  What a run can lose is therefore bounded: an exception loses only the epoch in progress (as when every epoch
-  was written); a hard kill (SIGKILL, power loss, or SIGTERM, with which a sweep's busy workers are ended on
-  an interrupt) at most `checkpoint_every_s` seconds of training plus the epoch in progress. A resumed run
-  replays the lost epochs and ends bit-identical (CPU).
+  Ctrl-C, a diverging loss, or the SIGTERM with which an interrupted local sweep ends its busy workers: they
+  unwind as after a Ctrl-C) leaves the epoch loop; in between, the finished epochs' states wait in memory.
+  What a run can lose is therefore bounded: an exception or an interrupted local sweep loses only the epoch in
+  progress (as when every epoch was written); a hard kill (SIGKILL, power loss, a Ray sweep's interrupt, which
+  cancels its tasks with SIGKILL) at most `checkpoint_every_s` seconds of training plus the epoch in progress.
+  A resumed run replays the lost epochs and ends bit-identical (CPU).
 """
 
 from __future__ import annotations

@@ -230,3 +230,52 @@ def test_local_gpu_workers_are_spread_over_the_gpus(monkeypatch):
     assert workers._gpu_slots([(_dies_once, {"device": "cuda:1"})], 4, lambda *_: None) is None
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     assert workers._gpu_slots(auto, 1, lambda *_: None) is None  # one GPU, one run: in-process, as before
+
+
+class _PoolWithADeath:
+    """A stand-in local pool: seed 0's first submission dies (BrokenProcessPool), every other run finishes."""
+
+    def __init__(self, submitted: list[int]) -> None:
+        self.submitted = submitted
+
+    def submit(self, fn, job_fn, kwargs, cache_path, root):
+        from concurrent.futures import Future
+        from concurrent.futures.process import BrokenProcessPool
+
+        seed = kwargs["seed"]
+        self.submitted.append(seed)
+        fut: Future = Future()
+        if seed == 0 and self.submitted.count(0) == 1:
+            fut.set_exception(BrokenProcessPool("a worker died"))
+        else:
+            fut.set_result(({"seed": seed}, [], []))
+        return fut
+
+    def shutdown(self, wait=True, cancel_futures=False):
+        pass
+
+
+def test_runs_that_finished_before_a_worker_died_are_not_run_again(monkeypatch):
+    """The death is seen first (as_completed's order is not fixed); runs already done keep their answers."""
+    from mmgap.experiments import workers
+
+    submitted: list[int] = []
+    monkeypatch.setattr(workers, "_executor", lambda *a, **k: (_PoolWithADeath(submitted), True))
+    monkeypatch.setattr(workers, "_terminate", lambda pool: None)
+    monkeypatch.setattr(workers, "as_completed", lambda fs: sorted(fs, key=lambda f: f.exception() is None))
+    jobs = [(_dies_once, {"marker": "unused", "seed": s}) for s in range(3)]
+    logs: list[str] = []
+    got = dict(workers._submitted("cache", jobs, 2, None, "local", None, None, logs.append, "runs"))
+    assert {i: out["seed"] for i, (out, _, _) in got.items()} == {0: 0, 1: 1, 2: 2}
+    assert sorted(submitted) == [0, 0, 1, 2]  # only the run whose worker died went again
+    assert any("1 unfinished runs go again" in line for line in logs), logs
+
+
+def test_a_passed_executor_that_breaks_says_what_to_do(monkeypatch):
+    from mmgap.experiments import workers
+
+    monkeypatch.setattr(workers, "_executor", lambda *a, **k: (_PoolWithADeath([]), False))
+    monkeypatch.setattr(workers, "as_completed", lambda fs: sorted(fs, key=lambda f: f.exception() is None))
+    jobs = [(_dies_once, {"marker": "unused", "seed": s}) for s in range(2)]
+    with pytest.raises(RuntimeError, match="the executor passed in broke"):
+        list(workers._submitted("cache", jobs, 2, None, "local", None, None, lambda *_: None, "runs"))

@@ -28,6 +28,10 @@ than n + 1 traces exist, k = last trace / sum of all, which stays above 0.05), t
 the audio window in epochs 6-9 and 18); inside them the visual encoder is the stronger one in most batches of the
 first epochs and the audio encoder from about epoch 3. Test accuracy 88.89 ± 0.83 against Concat's 85.09 ± 1.25.
 
+Versions of main.py differ: one stored copy tests ``k > 0.04`` (the paper's K) and regulates visual under
+``elif score_v < score_a``, which can never hold in that branch (it would never regulate visual); we follow the
+paper's rule, the stronger modality (score_v > score_a) is the visual one, and the 0.05 of the later main.py.
+
 Deviations: (1) each modality's window comes from its own encoder's trace, where the code decides both from
 the audio trace (on CREMA-D, the code's dataset, audio is the stronger modality throughout, so the two agree).
 (2) The proximal term is added to the gradient of every encoder parameter that has one, as the code does; the

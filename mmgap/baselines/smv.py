@@ -22,7 +22,11 @@ The per-clip score graded in `mmgap.sample_scores`: the visual contribution defi
 1 when audio alone is right and visual alone wrong.
 
 Defaults and their source: warm-up 5 epochs of 60 (``--warmup 5``, ``--epochs 60`` of sample_level.py), here the
-fraction ``warmup=5/60`` of the run (`SMVStrategy.schedule`); band edges −0.1, 0.4, 1 (dataloader.py).
+fraction ``warmup=5/60`` of the run (`SMVStrategy.schedule`); band edges −0.1, 0.4 (dataloader.py) and 1 where
+the dataloader writes ``0.4 < φ < 0.9``: φ takes only the values above, so both edges give the same copies.
+Both modalities of a clip get copies by their own bands, as the authors' dataloader does (``drop=1`` / ``drop=2``
+rows per modality); the issue's and the paper's short description names only the low-contribution modality, which
+is the one that gets more.
 
 Deviations: none in the rule. The authors value the clips after epoch e ≥ warm-up − 1 for epoch e + 1; we value
 at the start of epoch e ≥ warm-up with the same model (the same thing, and what resume can recompute). Their

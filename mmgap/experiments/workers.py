@@ -280,7 +280,17 @@ def _submitted(
             for fut in progress(as_completed(futures), total=len(futures), desc=label, mininterval=2.0):
                 try:
                     answer = fut.result()
-                except BrokenProcessPool:  # a local worker died: every run not finished goes again
+                except BrokenProcessPool as err:  # a local worker died: every run not finished goes again
+                    if not owned:
+                        raise RuntimeError(
+                            f"{desc}: the executor passed in broke (one of its workers died: killed, out of "
+                            "memory?); pass a new one and run the sweep again: finished runs are reused and the "
+                            "others resume from their last checkpoints") from err
+                    finished = [f for f, i in futures.items()
+                                if i in todo and f.done() and not f.cancelled() and f.exception() is None]
+                    for f in finished:  # runs that ended before the death keep their answers: never run again
+                        todo.remove(futures[f])
+                        yield futures[f], f.result()
                     died = list(todo)
                     break
                 todo.remove(futures[fut])
@@ -332,7 +342,11 @@ def _terminate(pool: Any) -> None:
     for proc in procs:
         proc.terminate()
     for proc in procs:
-        proc.join(timeout=10)
+        proc.join(timeout=10)  # a busy worker first writes the epochs it holds (see `_on_terminate`)
+    for proc in procs:
+        if proc.is_alive():  # still writing after 10 s (a slow filesystem): the atomic writes leave no damage
+            proc.kill()
+            proc.join(timeout=10)
 
 
 def _pool(cache_path: str, workers: int, slots: list[int] | None = None) -> Any:
