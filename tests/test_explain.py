@@ -95,7 +95,8 @@ def test_explanation_reads_a_saturated_audio_branch_and_misplaced_weight() -> No
     assert f["audio_saturated"] and f["w1_on_corrupt_more_than_hard"] and f["balanced_off_peak"]
     assert f["pull_target_off_zero"] and f["audio_side_frozen"]
     text = "\n".join(e.lines())
-    assert "89 % of `corrupt` clips flagged" in text and "±1.6 points" in text
+    assert "89 % of `corrupt` clips (mean w1" in text and "of all the weight w1" in text.lower()
+    assert "±1.6 points" in text
     assert "What would have to change" in text and "not saturated" in text
 
 

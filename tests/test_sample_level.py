@@ -216,7 +216,8 @@ def test_turning_the_distinctive_part_off_changes_the_plan(name, kwargs, off, tm
 # ---------------------------------------------------------------------------------------------- training
 
 
-@pytest.mark.parametrize("name, kwargs", [("smv", {}), ("remix", {"warmup": 1 / 3}), ("bss", {"grow": 1.0})])
+@pytest.mark.parametrize("name, kwargs", [("smv", {}), ("remix", {"warmup": 1 / 3}), ("bss", {"grow": 1.0}),
+                                          ("bss", {"grow": 1.0, "rescore": False})])
 def test_sample_level_methods_train_and_resume_bit_identically(name, kwargs, tmp_path):
     """Smoke run through train_baseline, and an interrupted run resumed from last.pt ends with the same weights."""
     from mmgap.trainer import TrainingInterrupted, train_baseline

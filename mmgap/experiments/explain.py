@@ -198,12 +198,16 @@ class Explanation:
                   "alone." if f["audio_saturated"] else "The audio branch is not saturated: the gap measures both.")]
         if {"hard", "corrupt"} <= set(post.index):
             h, c = post.loc["hard"], post.loc["corrupt"]
-            out.append(f"2. The mixture's weight: {100 * c['share flagged (w1 > 0.5)']:.0f} % of `corrupt` clips "
-                       f"flagged (mean w1 {c['mean w1']:.2f}), {100 * h['share flagged (w1 > 0.5)']:.0f} % of `hard` "
-                       f"ones (mean w1 {h['mean w1']:.2f}). "
-                       + ("Most of the pull lands on pictures with no digit, which nothing can rebalance, and misses "
-                          "the hard clips, the only ones a pull could help." if f["w1_on_corrupt_more_than_hard"]
-                          else "The pull lands on the hard clips at least as much as on the corrupt ones."))
+            flagged = "; ".join(f"{100 * post.loc[t, 'share flagged (w1 > 0.5)']:.0f} % of `{t}` clips "
+                                f"(mean w1 {post.loc[t, 'mean w1']:.2f})"
+                                for t in ("corrupt", "hard", "clean") if t in post.index)
+            shares = (f"Of all the weight w1, {100 * c['share of all w1']:.0f} % lands on `corrupt` clips (pictures "
+                      f"with no digit, which nothing can rebalance) and {100 * h['share of all w1']:.0f} % on `hard` "
+                      "ones (the only clips a pull could help)")
+            out.append(f"2. The mixture's weight: flagged (w1 > 0.5) {flagged}. {shares}: "
+                       + ("the pull favours the clips it cannot help over those it could."
+                          if f["w1_on_corrupt_more_than_hard"]
+                          else "the pull lands on the hard clips at least as much as on the corrupt ones."))
         else:
             out.append(f"2. The mixture's weight: {100 * post.loc['all', 'share flagged (w1 > 0.5)']:.0f} % of "
                        "training clips flagged (no ground-truth tiers on this dataset).")
