@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -73,7 +74,27 @@ CHECKPOINT_EVERY_S = 30.0
 
 Measured on `demo` (one torch thread): writing best.pt and last.pt after every epoch took about 4-7 % of a run
 (torch.save of ~3 MB, fsync, digest: 20-40 ms per file against 0.6-1.1 s per epoch); a demo stage (8-20 epochs,
-5-25 s) now writes once, at its end. At `paper` shapes an epoch takes longer than this: every epoch is written."""
+5-25 s) now writes once, at its end. At `paper` shapes an epoch takes longer than this: every epoch is written.
+The environment variable ``MMGAP_CHECKPOINT_EVERY_S`` overrides it (``0``: after every epoch, e.g. on preemptible
+cluster nodes, where a Ray cancellation or a preemption is a hard kill)."""
+CHECKPOINT_EVERY_ENV = "MMGAP_CHECKPOINT_EVERY_S"
+
+
+def checkpoint_interval() -> float:
+    """`CHECKPOINT_EVERY_S`, or the environment's ``MMGAP_CHECKPOINT_EVERY_S`` (seconds, >= 0)."""
+    text = os.environ.get(CHECKPOINT_EVERY_ENV, "").strip()
+    if not text:
+        return CHECKPOINT_EVERY_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"{CHECKPOINT_EVERY_ENV}={text!r}: give the seconds between checkpoint writes as a number "
+                         ">= 0 (0 writes after every epoch), or unset it for the default "
+                         f"{CHECKPOINT_EVERY_S:g} s")
+    return value
+
 RESUME_IGNORED = frozenset({"num_workers"})
 """Settings that may differ between a run and its resumption (they do not change the result)."""
 
@@ -169,7 +190,7 @@ class Trainer:
         self._pending: dict[str, Any] | None = None
         # Checkpoint policy (module docstring): seconds between writes (0: after every epoch), the finished
         # epochs' states not yet written (file name -> state, tensors copied), the time of the last write.
-        self.checkpoint_every_s = CHECKPOINT_EVERY_S
+        self.checkpoint_every_s = checkpoint_interval()
         self._unsaved: dict[str, dict[str, Any]] = {}
         self._last_write = _now()
 

@@ -202,3 +202,16 @@ def test_an_unchanged_checkpoint_is_read_once_per_process_and_a_changed_one_agai
         fh.write(b"\0" * 64)
     with pytest.raises(DamagedCheckpoint):
         load_safe(path)
+
+
+def test_the_checkpoint_interval_comes_from_the_environment(monkeypatch):
+    from mmgap.trainer import CHECKPOINT_EVERY_S, checkpoint_interval
+
+    monkeypatch.delenv("MMGAP_CHECKPOINT_EVERY_S", raising=False)
+    assert checkpoint_interval() == CHECKPOINT_EVERY_S
+    monkeypatch.setenv("MMGAP_CHECKPOINT_EVERY_S", "0")
+    assert checkpoint_interval() == 0.0
+    for bad in ("-1", "soon", "inf", "nan"):
+        monkeypatch.setenv("MMGAP_CHECKPOINT_EVERY_S", bad)
+        with pytest.raises(ValueError, match="MMGAP_CHECKPOINT_EVERY_S"):
+            checkpoint_interval()

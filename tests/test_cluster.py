@@ -55,13 +55,13 @@ needs_cluster = [
 ]
 
 
-def _in_namespace(scenario: str, out: Path, timeout: float = 600) -> dict:
+def _in_namespace(scenario: str, out: Path, timeout: float = 600, **extra_env: str) -> dict:
     """Run a scenario of cluster_helper.py in a fresh network namespace (loopback only); its result.json."""
     # token authentication with a token of this test only (Ray would otherwise write one to ~/.ray/auth_token)
     home = out / "home"
     home.mkdir()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(HERE)]), "RAY_USAGE_STATS_ENABLED": "0",
-           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "HOME": str(home)}
+           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "HOME": str(home), **extra_env}
     env.pop("RAY_ADDRESS", None)
     cmd = f'ip link set lo up && exec "{sys.executable}" "{HERE / "cluster_helper.py"}" {scenario} "{out}"'
     proc = subprocess.Popen(["unshare", "--net", "sh", "-c", cmd], env=env, cwd=ROOT, start_new_session=True)
@@ -97,7 +97,8 @@ def test_a_local_ray_cluster_gives_the_serial_rows_and_resubmits_nothing(tmp_pat
 
 @_cluster_test
 def test_a_killed_ray_worker_is_retried_and_the_run_resumes(tmp_path):
-    result = _in_namespace("killed-worker", tmp_path)
+    # every epoch checkpointed (as on preemptible nodes): the kill after the first write falls inside the run
+    result = _in_namespace("killed-worker", tmp_path, MMGAP_CHECKPOINT_EVERY_S="0")
     assert result["killed"], "the watcher found no worker to kill before the run finished"
     assert 1 <= result["epochs_at_kill"] < result["epochs"] == 4
     assert result["kept_epochs"] is True  # the epochs before the kill were not trained again
