@@ -576,7 +576,11 @@ def findings(runs: Runs) -> dict[str, str]:
     out["pi1"] = _phenomenon(phen, "π1, imbalanced weight")
     out["weak"] = _phenomenon(phen, "visual acc., hard (%)") + " (hard tier); " + _phenomenon(phen, "visual acc. (%)")
     if m7:
-        out["fused"] = m7["verdict"].splitlines()[0]
+        groups = [g for g in m7.get("verdict_by_group") or [] if g.get("metric") == "acc"]
+        out["fused"] = ("; ".join(f"against the best {g['group'].lower()} row ({g['best of group']}): "
+                                  f"{g['difference']:+.2f} points, {g['verdict']}" for g in groups)
+                        + f" ({groups[0]['ours']}, {groups[0]['n']} seeds, fused accuracy)." if groups
+                        else m7["verdict"].splitlines()[0])
     if m5:
         best = [line for line in m5["findings"].splitlines() if line.strip().startswith(("best row", "best rows"))]
         out["terms"] = "Table III " + (best[0].strip() if best else "not run") + "."
