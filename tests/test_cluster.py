@@ -280,3 +280,14 @@ def test_a_passed_executor_that_breaks_says_what_to_do(monkeypatch):
     jobs = [(_dies_once, {"marker": "unused", "seed": s}) for s in range(2)]
     with pytest.raises(RuntimeError, match="the executor passed in broke"):
         list(workers._submitted("cache", jobs, 2, None, "local", None, None, lambda *_: None, "runs"))
+
+
+@_cluster_test
+def test_a_dask_executor_runs_the_sweep_as_docs_cluster_md_shows(tmp_path):
+    pytest.importorskip("distributed", reason="Dask is a test dependency (the dev extra); install .[dev]")
+    result = _in_namespace("dask", tmp_path)
+    assert result["workers"] == 2
+    strip = [{k: v for k, v in r.items() if k != "reused"} for r in result["serial"]]
+    assert [{k: v for k, v in r.items() if k != "reused"} for r in result["dask"]] == strip  # bit-identical
+    assert all(r["reused"] for r in result["again"])
+    assert "method runs: 2 of 2 finished (reused); nothing to submit" in result["logs"]
