@@ -31,11 +31,10 @@ from sklearn.metrics import roc_auc_score
 
 from mmgap.baselines import bss, remix, smv
 from mmgap.baselines._sample import alone_logits
-from mmgap.checkpoint import load_safe
 from mmgap.data.manifest import TIERS
 from mmgap.gap import compute_gap, pick_dominant, zscore
 from mmgap.method import fit_gaps
-from mmgap.trainer import Trainer
+from mmgap.trainer import with_weights
 
 SCORES = ("w1 (Eq. 9)", "w1 (monotone)", "raw gap", "gap > t", "SMV deficit", "Remix → weak", "BSS difficulty")
 """The per-sample scores, in the order of the table and the figure."""
@@ -103,16 +102,12 @@ def grade(scores: pd.DataFrame, names: tuple[str, ...] = SCORES) -> pd.DataFrame
     return pd.DataFrame(table).set_index("score")
 
 
-def warmup_scores(cache: Any, preset: Any, checkpoint: str | Path, seed: int = 0, device: str = "auto",
-                  run_dir: str | Path | None = None) -> pd.DataFrame:
+def warmup_scores(cache: Any, preset: Any, checkpoint: str | Path, seed: int = 0,
+                  device: str = "auto") -> pd.DataFrame:
     """`per_sample_scores` of a warm-up checkpoint over the training set (one eval pass), with the preset's gap,
     mixture family and dominant modality."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        tr = Trainer(cache, preset, run_dir if run_dir is not None else tmp, seed=seed, device=device, progress=False)
-        tr.model.load_state_dict(load_safe(checkpoint)["model"])
-        out = tr.collect_outputs("train")
+    tr = with_weights(cache, preset, checkpoint, seed, device)
+    out = tr.collect_outputs("train")
     t = preset.train
     return per_sample_scores(out, tr.model, cache, gap=t.gap, family=t.mixture, dominant=t.dominant, seed=seed)
 

@@ -625,6 +625,15 @@ def load_history(run_dir: str | Path) -> list[dict[str, Any]]:
     return from_json(load_safe(path)["history"])
 
 
+def with_weights(cache: Any, preset: Preset, checkpoint: str | Path, seed: int = 0, device: str = "auto") -> Trainer:
+    """A Trainer (in the checkpoint's folder, nothing written) holding `checkpoint`'s model weights, for evaluation
+    passes such as `collect_outputs` (a warm-up's gaps, its per-sample scores)."""
+    checkpoint = Path(checkpoint)
+    tr = Trainer(cache, preset, checkpoint.parent, seed, device, progress=False)
+    tr.model.load_state_dict(load_safe(checkpoint)["model"])
+    return tr
+
+
 def load_run(cache: Any, preset: Preset, run_dir: str | Path, seed: int = 0, device: str = "auto",
              which: str = "last") -> Trainer:
     """A Trainer holding a finished run's history (from last.pt) and the weights of `which` ("last" | "best")."""

@@ -17,6 +17,7 @@ from mmgap.baselines.smv import contributions, copy_counts, smv_plan, visual_def
 from mmgap.config import get_preset
 from mmgap.models import AVClassifier
 from mmgap.strategy import PlanGroup, SamplePlan
+from tests.test_baselines import tiny_cache
 
 
 @pytest.fixture(autouse=True)
@@ -26,21 +27,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-
-
-def tiny_cache(n_per_class: int = 12, k: int = 3):
-    from mmgap.data.cache import FeatureCache
-
-    rng = np.random.default_rng(0)
-    n = n_per_class * k
-    labels = rng.permutation(np.repeat(np.arange(k), n_per_class))
-    audio = rng.normal(0.0, 1.0, (n, 12, 12))
-    frames = rng.integers(0, 60, (n, 2, 16, 16, 3))
-    for i, y in enumerate(labels):
-        audio[i, 4 * y:4 * y + 4, :] += 2.0
-        frames[i, :, 8 * (y // 2):8 * (y // 2) + 8, 8 * (y % 2):8 * (y % 2) + 8, :] += 150
-    split = np.array([0] * int(0.6 * n) + [1] * int(0.2 * n) + [2] * (n - int(0.6 * n) - int(0.2 * n)))
-    return FeatureCache.from_arrays(audio, frames, labels, split, [f"c{j}" for j in range(k)])
 
 
 def tiny_preset(**kw):

@@ -26,7 +26,6 @@ import pandas as pd
 import torch
 from scipy.stats import gaussian_kde
 
-from mmgap.checkpoint import load_safe
 from mmgap.config import Preset
 from mmgap.data.manifest import TIERS
 from mmgap.experiments.runs import ensure_warmup
@@ -34,7 +33,7 @@ from mmgap.experiments.settings import AdaptiveSetting, setting_warmup_preset
 from mmgap.gap import compute_gap, pick_dominant, true_class_prob, zscore_point
 from mmgap.losses import gap_penalty
 from mmgap.method import fit_gaps
-from mmgap.trainer import Trainer
+from mmgap.trainer import Trainer, with_weights
 
 SATURATED = 0.99
 """A true-class confidence above this is saturated: its softmax has (almost) no gradient left (Eq. 5)."""
@@ -298,9 +297,7 @@ def warmup_trainer(cache: Any, preset: Preset, setting: AdaptiveSetting, seed: i
                    adam_lr: float | None = None) -> Trainer:
     """A Trainer holding the warm-up checkpoint `setting` starts from (its last warm-up epoch; trained if missing)."""
     ckpt = ensure_warmup(cache, setting_warmup_preset(preset, setting, adam_lr), seed, device, log=lambda *_: None)
-    trainer = Trainer(cache, preset, ckpt.parent, seed, device, progress=False)
-    trainer.model.load_state_dict(load_safe(ckpt)["model"])
-    return trainer
+    return with_weights(cache, preset, ckpt, seed, device)
 
 
 def explain_setting(cache: Any, preset: Preset, setting: AdaptiveSetting, seed: int, test_acc: float,
